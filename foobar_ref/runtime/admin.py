@@ -1,0 +1,71 @@
+"""The hop's admin endpoint: GET /metrics on a Unix socket in the state folder.
+
+A Unix socket is reachable only from this machine's file system, never from an
+address on 127.0.0.0/8, so it needs no firewall rule and cannot be scraped from
+the "internet".  `foobar-ref status` and the tests read counters through it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import trio
+
+from foobar_ref.observe.metrics import Metrics
+
+READ_TIMEOUT_S = 5.0
+MAX_REQUEST_BYTES = 8192
+
+
+def admin_socket_path(state_dir: Path, hop: str) -> Path:
+    return state_dir / "run" / f"{hop}.admin.sock"
+
+
+async def serve_admin(path: Path, metrics: Metrics) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists():
+        path.unlink()
+    sock = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
+    await sock.bind(str(path))
+    os.chmod(path, 0o600)
+    sock.listen(16)
+    listener = trio.SocketListener(sock)
+    try:
+        await trio.serve_listeners(lambda stream: _answer(stream, metrics), [listener])
+    finally:
+        path.unlink(missing_ok=True)
+
+
+async def _answer(stream: trio.SocketStream, metrics: Metrics) -> None:
+    request = b""
+    with trio.move_on_after(READ_TIMEOUT_S):
+        while b"\r\n\r\n" not in request and len(request) < MAX_REQUEST_BYTES:
+            chunk = await stream.receive_some(4096)
+            if not chunk:
+                break
+            request += chunk
+    if request.startswith(b"GET /metrics"):
+        body, status = metrics.exposition(), b"200 OK"
+    else:
+        body, status = b"only GET /metrics here\n", b"404 Not Found"
+    head = b"HTTP/1.1 " + status + b"\r\nContent-Type: text/plain; version=0.0.4\r\n"
+    head += b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body)
+    try:
+        await stream.send_all(head + body)
+    finally:
+        await trio.aclose_forcefully(stream)
+
+
+def read_metrics(path: Path, timeout_s: float = 5.0) -> str:
+    """Blocking client for tools and tests: the exposition text of one hop."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout_s)
+        sock.connect(str(path))
+        sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: admin\r\n\r\n")
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return body.decode()
