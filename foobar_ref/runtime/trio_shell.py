@@ -49,25 +49,26 @@ def announce_ready(hop: str, listen: Iterable[str]) -> None:
 
 
 def open_tcp_listener(ip: str, port: int) -> trio.SocketListener:
-    sock = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_STREAM)
-    sock.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_REUSEADDR, 1)
+    # Bound synchronously (stdlib socket) so a hop can fail before it announces anything.
+    sock = stdsocket.socket(stdsocket.AF_INET, stdsocket.SOCK_STREAM)
+    sock.setsockopt(stdsocket.SOL_SOCKET, stdsocket.SO_REUSEADDR, 1)
     try:
         sock.bind((ip, port))
         sock.listen(LISTEN_BACKLOG)
     except OSError as err:
         sock.close()
         raise BindError(f"cannot listen on {ip}:{port} (tcp): {err.strerror or err}") from None
-    return trio.SocketListener(sock)
+    return trio.SocketListener(trio.socket.from_stdlib_socket(sock))
 
 
 def open_udp_socket(ip: str, port: int) -> trio.socket.SocketType:
-    sock = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
+    sock = stdsocket.socket(stdsocket.AF_INET, stdsocket.SOCK_DGRAM)
     try:
         sock.bind((ip, port))
     except OSError as err:
         sock.close()
         raise BindError(f"cannot listen on {ip}:{port} (udp): {err.strerror or err}") from None
-    return sock
+    return trio.socket.from_stdlib_socket(sock)
 
 
 async def connect_tcp(ip: str, port: int, source_ip: str | None, timeout_s: float = CONNECT_TIMEOUT_S) -> trio.SocketStream:
@@ -75,7 +76,7 @@ async def connect_tcp(ip: str, port: int, source_ip: str | None, timeout_s: floa
     sock = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_STREAM)
     try:
         if source_ip:
-            sock.bind((source_ip, 0))
+            await sock.bind((source_ip, 0))
         with trio.fail_after(timeout_s):
             await sock.connect((ip, port))
     except BaseException:

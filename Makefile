@@ -1,0 +1,57 @@
+# foobar-ref: `make demo` and `make test` set up everything they need on a fresh Debian machine.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+STATE  ?= .foobar-ref
+
+.PHONY: setup mariadb demo up down status test lint bench clean
+
+setup: $(STAMP) mariadb
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+# The MariaDB server binary; the project starts its own instances in $(STATE), never the system one.
+mariadb:
+	@if command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then \
+		echo "installing mariadb-server (Debian package)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mariadb-server >/dev/null; \
+	else \
+		echo "MariaDB server is missing. Install it with:  sudo apt-get install -y mariadb-server"; exit 1; \
+	fi
+
+demo: setup
+	$(BIN)/foobar-ref up --detach --state $(STATE)
+	$(BIN)/foobar-ref get -v --state $(STATE) https://www.foobar.com/
+	@echo
+	@echo "The site is up at https://www.foobar.com/ (resolved by the project's DNS at 127.0.3.1)."
+	@echo "  one more request:  $(BIN)/foobar-ref get -v https://www.foobar.com/"
+	@echo "  what runs:         $(BIN)/foobar-ref status"
+	@echo "  stop it all:       make down   (or: $(BIN)/foobar-ref down)"
+
+up: setup
+	$(BIN)/foobar-ref up --detach --state $(STATE)
+
+down:
+	$(BIN)/foobar-ref down --state $(STATE)
+
+status:
+	$(BIN)/foobar-ref status --state $(STATE)
+
+lint: $(STAMP)
+	$(BIN)/ruff check foobar_ref tests benchmarks examples
+	$(BIN)/ruff format --check foobar_ref tests benchmarks examples
+
+test: setup lint
+	$(BIN)/pytest
+
+bench: setup
+	$(BIN)/python benchmarks/hops.py
+
+clean: down
+	rm -rf $(STATE)

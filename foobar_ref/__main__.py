@@ -1,0 +1,3 @@
+from foobar_ref.cli import main
+
+main()
