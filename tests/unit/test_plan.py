@@ -1,0 +1,35 @@
+"""The launch plan: start order, argv and addresses, from the seed topology."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from foobar_ref import topology
+from foobar_ref.launcher.plan import StatePaths, plan
+
+
+def test_start_order_puts_upstreams_first() -> None:
+    specs = plan(topology.load(), StatePaths(Path("/s")), python="py")
+    order = [s.name for s in specs]
+    assert order.index("firewall-2") < order.index("db-02")  # the replica reaches its primary through firewall-2
+    assert order.index("db-01") < order.index("db-02") < order.index("store-01")
+    assert order.index("store-01") < order.index("web-01") < order.index("lb-01")
+    assert set(order) == {"firewall-1", "firewall-2", "firewall-3", "db-01", "db-02", "dns",
+                          "store-01", "store-02", "web-01", "web-02", "lb-01"}
+
+
+def test_each_hop_gets_topology_hop_and_state() -> None:
+    topo = topology.load()
+    specs = {s.name: s for s in plan(topo, StatePaths(Path("/s")), capture=True, python="py")}
+    web = specs["web-01"]
+    assert web.argv == ("py", "-m", "foobar_ref.web", "--topology", str(topo.path), "--hop", "web-01", "--state", "/s")
+    assert specs["firewall-2"].argv[-2:] == ("--capture", "/s/capture/firewall-2")
+    assert "--cert" in specs["lb-01"].argv and "/s/certs/site.crt" in specs["lb-01"].argv
+    assert specs["db-01"].role == "mariadb-primary" and specs["db-02"].role == "mariadb-replica"
+
+
+def test_firewall_listens_on_every_port_of_the_host_it_guards() -> None:
+    specs = {s.name: s for s in plan(topology.load(), StatePaths(Path("/s")))}
+    assert specs["firewall-2"].listen == ("127.0.2.1:80", "127.0.2.1:3307", "127.0.2.1:8100")
+    assert specs["firewall-1"].listen == ("127.0.1.1:80", "127.0.1.1:443")
+    assert ("udp", "127.0.3.1", 53) in specs["dns"].binds
