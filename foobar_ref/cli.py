@@ -1,10 +1,10 @@
 """foobar-ref: start, inspect and use the whole infrastructure from one command.
 
-    foobar-ref up [--detach]        start every hop (certificates made when missing)
-    foobar-ref status [--json]      what runs, where, with which pid
-    foobar-ref get URL [-v]         the browser: DNS, TCP, TLS, HTTP, step by step
-    foobar-ref down                 stop every hop
-    foobar-ref certs                make or show the local CA and the site's certificate
+foobar-ref up [--detach]        start every hop (certificates made when missing)
+foobar-ref status [--json]      what runs, where, with which pid
+foobar-ref get URL [-v]         the browser: DNS, TCP, TLS, HTTP, step by step
+foobar-ref down                 stop every hop
+foobar-ref certs                make or show the local CA and the site's certificate
 """
 
 from __future__ import annotations
@@ -113,9 +113,7 @@ def status(
     paths = StatePaths(state.resolve())
     topo = _stack_topology(paths, topology)
     running = supervise.read_stack(paths)
-    hops = [
-        {"name": r.name, "role": r.role, "pid": r.pid, "listen": list(r.listen), "up": r.alive()} for r in running
-    ]
+    hops = [{"name": r.name, "role": r.role, "pid": r.pid, "listen": list(r.listen), "up": r.alive()} for r in running]
     report = {
         "url": topo.site_url,
         "resolver": f"{topo.resolver[0]}:{topo.resolver[1]}",
@@ -132,7 +130,9 @@ def status(
         return
     table = Table("hop", "role", "pid", "up", "listen")
     for hop in hops:
-        table.add_row(hop["name"], hop["role"], str(hop["pid"]), "yes" if hop["up"] else "[red]no[/red]", " ".join(hop["listen"]))
+        table.add_row(
+            hop["name"], hop["role"], str(hop["pid"]), "yes" if hop["up"] else "[red]no[/red]", " ".join(hop["listen"])
+        )
     console.print(table)
     console.print(f"site {report['url']}  resolver {report['resolver']}  CA {report['ca']}")
 
@@ -173,8 +173,10 @@ def certs(
 ) -> None:
     """Make the local CA and the site's certificate (when missing), and describe them."""
     topo = _load(topology)
-    paths = certs_module.make(state.resolve(), topo.site_names) if force else certs_module.ensure(
-        state.resolve(), topo.site_names
+    paths = (
+        certs_module.make(state.resolve(), topo.site_names)
+        if force
+        else certs_module.ensure(state.resolve(), topo.site_names)
     )
     for line in certs_module.describe(paths):
         console.print(line, markup=False)

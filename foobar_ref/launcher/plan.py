@@ -67,7 +67,17 @@ def plan(topo: Topology, state: StatePaths, capture: bool = False, python: str =
 
 
 def _base(topo: Topology, state: StatePaths, module: str, hop: str, python: str) -> tuple[str, ...]:
-    return (python, "-m", f"foobar_ref.{module}", "--topology", str(topo.path), "--hop", hop, "--state", str(state.root))
+    return (
+        python,
+        "-m",
+        f"foobar_ref.{module}",
+        "--topology",
+        str(topo.path),
+        "--hop",
+        hop,
+        "--state",
+        str(state.root),
+    )
 
 
 def _firewall(topo: Topology, state: StatePaths, name: str, capture: bool, python: str) -> HopSpec:

@@ -18,11 +18,16 @@ class Metrics:
             "foobar_requests", "Requests handled, by outcome", ["hop", "outcome"], registry=self.registry
         )
         self.refused_peers = Counter(
-            "foobar_refused_peers", "Connections closed because the peer may not connect", ["hop"],
+            "foobar_refused_peers",
+            "Connections closed because the peer may not connect",
+            ["hop"],
             registry=self.registry,
         )
         self.latency = Histogram(
-            "foobar_request_seconds", "Time to handle one request", ["hop"], registry=self.registry,
+            "foobar_request_seconds",
+            "Time to handle one request",
+            ["hop"],
+            registry=self.registry,
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )
 

@@ -71,7 +71,9 @@ def open_udp_socket(ip: str, port: int) -> trio.socket.SocketType:
     return trio.socket.from_stdlib_socket(sock)
 
 
-async def connect_tcp(ip: str, port: int, source_ip: str | None, timeout_s: float = CONNECT_TIMEOUT_S) -> trio.SocketStream:
+async def connect_tcp(
+    ip: str, port: int, source_ip: str | None, timeout_s: float = CONNECT_TIMEOUT_S
+) -> trio.SocketStream:
     """Connect from `source_ip` (the host's own address) so firewalls can filter by source."""
     sock = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_STREAM)
     try:

@@ -76,7 +76,11 @@ class WebServer:
 
     def _local(self, routed: core.Routed, request: Message, peer: str) -> tuple[int, list[tuple[str, str]], bytes]:
         if routed.route is core.Route.HEALTH:
-            return 200, [("Content-Type", "application/json")], json.dumps({"status": "ok", "server": self.hop}).encode()
+            return (
+                200,
+                [("Content-Type", "application/json")],
+                json.dumps({"status": "ok", "server": self.hop}).encode(),
+            )
         if routed.route is core.Route.STATIC:
             path = core.static_file(routed.detail)
             assert path is not None

@@ -41,11 +41,25 @@ Headers = list[tuple[bytes, bytes]]
 
 _TRACEPARENT = re.compile(rb"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 _REASONS = {
-    200: "OK", 201: "Created", 204: "No Content", 301: "Moved Permanently", 400: "Bad Request",
-    403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout",
-    413: "Content Too Large", 415: "Unsupported Media Type", 422: "Unprocessable Content",
-    431: "Request Header Fields Too Large", 500: "Internal Server Error", 501: "Not Implemented",
-    502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout", 505: "HTTP Version Not Supported",
+    200: "OK",
+    201: "Created",
+    204: "No Content",
+    301: "Moved Permanently",
+    400: "Bad Request",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    408: "Request Timeout",
+    413: "Content Too Large",
+    415: "Unsupported Media Type",
+    422: "Unprocessable Content",
+    431: "Request Header Fields Too Large",
+    500: "Internal Server Error",
+    501: "Not Implemented",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    504: "Gateway Timeout",
+    505: "HTTP Version Not Supported",
 }
 
 
@@ -78,9 +92,7 @@ def new_connection(role: type[h11.CLIENT] | type[h11.SERVER]) -> h11.Connection:
     return h11.Connection(role, max_incomplete_event_size=MAX_HEAD_BYTES)
 
 
-async def read_message(
-    conn: h11.Connection, receive: Receive, max_body_bytes: int = MAX_BODY_BYTES
-) -> Message | None:
+async def read_message(conn: h11.Connection, receive: Receive, max_body_bytes: int = MAX_BODY_BYTES) -> Message | None:
     """Read one whole message; None when the peer closed cleanly between messages."""
     head: h11.Request | h11.Response | None = None
     body = bytearray()
@@ -146,7 +158,10 @@ def response_bytes(
 
 
 def request_bytes(
-    conn: h11.Connection, method: str, target: str, headers: Iterable[tuple[str | bytes, str | bytes]],
+    conn: h11.Connection,
+    method: str,
+    target: str,
+    headers: Iterable[tuple[str | bytes, str | bytes]],
     body: bytes = b"",
 ) -> bytes:
     all_headers = list(headers)

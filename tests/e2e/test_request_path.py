@@ -11,8 +11,8 @@ import pymysql
 import pytest
 
 from foobar_ref.client import browser
-from foobar_ref.runtime.admin import admin_socket_path, read_metrics
 from foobar_ref.observe.metrics import parse_exposition
+from foobar_ref.runtime.admin import admin_socket_path, read_metrics
 from tests.e2e.stackutil import cli, refused_or_closed
 
 pytestmark = pytest.mark.stack
@@ -25,8 +25,19 @@ def fetch(stack: dict, path: str = "/", **kwargs: object) -> browser.Exchange:
 
 def test_status_lists_every_hop_up(stack: dict) -> None:
     names = {hop["name"] for hop in stack["hops"]}
-    assert {"dns", "firewall-1", "firewall-2", "firewall-3", "lb-01", "web-01", "web-02", "store-01", "store-02",
-            "db-01", "db-02"} <= names
+    assert {
+        "dns",
+        "firewall-1",
+        "firewall-2",
+        "firewall-3",
+        "lb-01",
+        "web-01",
+        "web-02",
+        "store-01",
+        "store-02",
+        "db-01",
+        "db-02",
+    } <= names
     assert all(hop["up"] and hop["pid"] > 0 for hop in stack["hops"])
     assert stack["url"] == "https://www.foobar.com/"
     assert stack["resolver"] == "127.0.3.1:53"
@@ -108,8 +119,11 @@ def test_encryption_stops_at_the_balancer(stack: dict) -> None:
 def _firewall_counter(stack: dict, firewall: str, action: str) -> float:
     text = read_metrics(admin_socket_path(stack["state_dir"], firewall))
     samples = parse_exposition(text)
-    return sum(v for (name, labels), v in samples.items()
-               if name == "foobar_firewall_connections_total" and dict(labels).get("action") == action)
+    return sum(
+        v
+        for (name, labels), v in samples.items()
+        if name == "foobar_firewall_connections_total" and dict(labels).get("action") == action
+    )
 
 
 def test_client_cannot_reach_web_01_directly_and_is_counted(stack: dict) -> None:
@@ -125,8 +139,9 @@ def test_store_and_database_are_not_reachable_from_the_client(stack: dict) -> No
     for address in [("127.0.12.1", 8100), ("127.0.12.2", 8100), ("127.0.12.1", 80)]:
         assert refused_or_closed("127.0.0.10", address) in ("reset", "closed"), address
     with pytest.raises(pymysql.err.OperationalError) as refused:
-        pymysql.connect(host="127.0.12.1", port=3307, user="store", password="x", bind_address="127.0.0.10",
-                        connect_timeout=3)
+        pymysql.connect(
+            host="127.0.12.1", port=3307, user="store", password="x", bind_address="127.0.0.10", connect_timeout=3
+        )
     assert refused.value.args[0] == 1130  # host is not allowed to connect
 
 
@@ -146,6 +161,8 @@ def test_get_with_another_ca_fails_with_a_certificate_error(stack: dict, tmp_pat
 
 
 def test_plain_http_is_redirected_to_https(stack: dict) -> None:
-    exchange = browser.fetch("http://www.foobar.com/some/page", topology=stack["topology_obj"], ca_file=Path(stack["ca"]))
+    exchange = browser.fetch(
+        "http://www.foobar.com/some/page", topology=stack["topology_obj"], ca_file=Path(stack["ca"])
+    )
     assert exchange.status == 301
     assert exchange.header("location") == "https://www.foobar.com/some/page"

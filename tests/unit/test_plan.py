@@ -14,8 +14,19 @@ def test_start_order_puts_upstreams_first() -> None:
     assert order.index("firewall-2") < order.index("db-02")  # the replica reaches its primary through firewall-2
     assert order.index("db-01") < order.index("db-02") < order.index("store-01")
     assert order.index("store-01") < order.index("web-01") < order.index("lb-01")
-    assert set(order) == {"firewall-1", "firewall-2", "firewall-3", "db-01", "db-02", "dns",
-                          "store-01", "store-02", "web-01", "web-02", "lb-01"}
+    assert set(order) == {
+        "firewall-1",
+        "firewall-2",
+        "firewall-3",
+        "db-01",
+        "db-02",
+        "dns",
+        "store-01",
+        "store-02",
+        "web-01",
+        "web-02",
+        "lb-01",
+    }
 
 
 def test_each_hop_gets_topology_hop_and_state() -> None:

@@ -68,12 +68,22 @@ def test_mistyped_key_names_file_and_key(tmp_path: Path) -> None:
         ('address = "127.0.2.2"', 'address = "10.0.0.1"', "hosts[4].address: expected an address in 127.0.0.0/8"),
         ('address = "127.0.2.2"', 'address = "127.0.0.300"', "hosts[4].address: expected an IPv4 address"),
         ('address = "127.0.2.2"', 'address = "127.0.2.1"', "hosts[4].address: duplicate address 127.0.2.1"),
-        ("ports = { http = 8100 }\n  read_from = \"db-02\"", "ports = { http = 70000 }\n  read_from = \"db-02\"",
-         "ports.http: port out of range"),
-        ('backends = ["web-01", "web-02"]', 'backends = ["web-01", "web-99"]', "backends[1]: unknown web service 'web-99'"),
+        (
+            'ports = { http = 8100 }\n  read_from = "db-02"',
+            'ports = { http = 70000 }\n  read_from = "db-02"',
+            "ports.http: port out of range",
+        ),
+        (
+            'backends = ["web-01", "web-02"]',
+            'backends = ["web-01", "web-99"]',
+            "backends[1]: unknown web service 'web-99'",
+        ),
         ('role = "server"', 'role = "sever"', "hosts[3].role: expected one of"),
-        ('{ action = "accept", port = 80, from = "lb-01" },\n  { action = "reject"',
-         '{ action = "permit", port = 80, from = "lb-01" },\n  { action = "reject"', "rules[0].action"),
+        (
+            '{ action = "accept", port = 80, from = "lb-01" },\n  { action = "reject"',
+            '{ action = "permit", port = 80, from = "lb-01" },\n  { action = "reject"',
+            "rules[0].action",
+        ),
         ('from = "web-02"', 'from = "10.0.0.0/33"', "rules[1].from: expected 'any', a host name or a CIDR"),
     ],
 )

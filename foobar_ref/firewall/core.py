@@ -1,0 +1,174 @@
+"""The firewall's decisions and its table of tracked connections, without sockets or clocks.
+
+Theory of operation
+-------------------
+A firewall here is a TCP proxy that owns the public address of the host it
+guards.  For every new connection the shell asks `ConnectionTable.open(src,
+dst, now)`; the table applies the topology's rules (`Firewall.decide`: first
+match wins, then the policy), then its own limits, and returns a tracked
+`Connection` whose `command` tells the shell what to do:
+
+    action   limit reached?            command   what the client sees
+    accept   no                        RELAY     bytes relayed both ways
+    accept   relays >= max_relayed     RESET     connection reset (rule "limit: ...")
+    reject   -                         RESET     connection reset at once
+    drop     no                        HOLD      silence until it gives up
+    drop     holds >= max_held         CLOSE     the connection closed
+
+A netfilter `drop` never answers the SYN; a proxy has already completed the
+handshake when it sees the connection (the kernel did it from the listen
+backlog), so the nearest equivalent is to say nothing and hold the socket until
+the client gives up or `drop_hold_s` passes.  Held sockets are bounded by
+`max_held` so a flood of dropped sources cannot exhaust file descriptors.
+
+While the shell relays it reports bytes (`count`) and the upstream 4-tuple;
+`close` ends the connection and returns the finished record, which the shell
+logs, counts and, with capture on, writes to the index.  Time is passed in as
+wall-clock seconds (`now`): this module never reads a clock.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from foobar_ref.topology import Firewall
+
+DROP_HOLD_S = 30.0
+IDLE_TIMEOUT_S = 300.0
+CONNECT_TIMEOUT_S = 4.0
+MAX_HELD = 256
+MAX_RELAYED = 1024
+
+Address = tuple[str, int]
+
+
+class Command(enum.Enum):
+    RELAY = "relay"
+    RESET = "reset"
+    HOLD = "hold"
+    CLOSE = "close"
+
+
+class Direction(enum.Enum):
+    """`IN` is client -> server (capture suffix .c2s), `OUT` is server -> client (.s2c)."""
+
+    IN = "in"
+    OUT = "out"
+
+    @property
+    def suffix(self) -> str:
+        return "c2s" if self is Direction.IN else "s2c"
+
+
+@dataclass(frozen=True)
+class Limits:
+    drop_hold_s: float = DROP_HOLD_S
+    idle_timeout_s: float = IDLE_TIMEOUT_S
+    connect_timeout_s: float = CONNECT_TIMEOUT_S
+    max_held: int = MAX_HELD
+    max_relayed: int = MAX_RELAYED
+
+
+@dataclass
+class Connection:
+    """One tracked TCP connection, from decision to close."""
+
+    id: int
+    src: Address
+    dst: Address
+    action: str  # accept | reject | drop, as the rules said (or a limit)
+    rule: str  # the rule's text, "policy", or "limit: ..."
+    command: Command
+    started: float
+    upstream: tuple[Address, Address] | None = None  # (our source, the inner service)
+    bytes_in: int = 0
+    bytes_out: int = 0
+    ended: float | None = None
+    reason: str = ""
+
+    def kernel_line(self) -> str:
+        """The decision in the style of the kernel's netfilter LOG target."""
+        return (
+            f"SRC={self.src[0]} DST={self.dst[0]} PROTO=TCP SPT={self.src[1]} DPT={self.dst[1]} "
+            f"ACTION={self.action} RULE={self.rule}"
+        )
+
+    def record(self) -> dict[str, object]:
+        """A JSON-ready summary: the capture index line and the 'closed' log event."""
+        return {
+            "id": self.id,
+            "src": f"{self.src[0]}:{self.src[1]}",
+            "dst": f"{self.dst[0]}:{self.dst[1]}",
+            "upstream": _tuple_text(self.upstream),
+            "action": self.action,
+            "rule": self.rule,
+            "bytes_in": self.bytes_in,
+            "bytes_out": self.bytes_out,
+            "start": self.started,
+            "end": self.ended,
+            "reason": self.reason,
+        }
+
+
+def _tuple_text(pair: tuple[Address, Address] | None) -> str | None:
+    if pair is None:
+        return None
+    (sip, sport), (dip, dport) = pair
+    return f"{sip}:{sport}->{dip}:{dport}"
+
+
+@dataclass
+class ConnectionTable:
+    """The firewall's state: decisions, tracked connections, and the limits on them."""
+
+    firewall: Firewall
+    limits: Limits = field(default_factory=Limits)
+    next_id: int = 1
+    connections: dict[int, Connection] = field(default_factory=dict)
+    _active: dict[Command, int] = field(default_factory=lambda: dict.fromkeys(Command, 0))
+
+    @property
+    def held(self) -> int:
+        return self._active[Command.HOLD]
+
+    @property
+    def relayed(self) -> int:
+        return self._active[Command.RELAY]
+
+    def open(self, src: Address, dst: Address, now: float) -> Connection:
+        """Decide a new connection and start tracking it."""
+        action, rule = self.firewall.decide(src[0], dst[1])
+        command = {"accept": Command.RELAY, "reject": Command.RESET, "drop": Command.HOLD}[action]
+        if command is Command.RELAY and self.relayed >= self.limits.max_relayed:
+            action, rule, command = "reject", f"limit: {self.limits.max_relayed} relayed connections", Command.RESET
+        elif command is Command.HOLD and self.held >= self.limits.max_held:
+            rule, command = f"{rule} (limit: {self.limits.max_held} held, closed)", Command.CLOSE
+        conn = Connection(self.next_id, src, dst, action, rule, command, started=now)
+        self.next_id += 1
+        self.connections[conn.id] = conn
+        self._active[command] += 1
+        return conn
+
+    def connected(self, conn: Connection, source: Address, target: Address) -> None:
+        """The upstream connection is open: record its 4-tuple."""
+        conn.upstream = (source, target)
+
+    def count(self, conn: Connection, direction: Direction, nbytes: int) -> None:
+        if direction is Direction.IN:
+            conn.bytes_in += nbytes
+        else:
+            conn.bytes_out += nbytes
+
+    def close(self, conn: Connection, now: float, reason: str) -> Connection:
+        """Stop tracking; the first reason given is kept."""
+        if self.connections.pop(conn.id, None) is not None:
+            self._active[conn.command] -= 1
+            conn.ended = now
+            conn.reason = conn.reason or reason
+        return conn
+
+
+def proxy_v1_line(client: Address, local: Address) -> bytes:
+    """PROXY protocol v1 header: the client's address and the address it connected to."""
+    return f"PROXY TCP4 {client[0]} {local[0]} {client[1]} {local[1]}\r\n".encode("ascii")

@@ -1,0 +1,143 @@
+"""store-01 / store-02: the messages API over HTTP/1.1 (h11) on asyncio, backed by MariaDB.
+
+One task per connection: read a request (keep-alive idle, whole request within
+`request_timeout_s` -> 408, body over 1 MiB -> 413), let core.decide judge it,
+run the database command it names, answer JSON, repeat until either side ends
+the connection.  Errors before a request was fully read close the connection
+after the answer (after a short, bounded drain of what the client still sends,
+so it can read the answer instead of a reset).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+
+import h11
+
+from foobar_ref.observe.metrics import Metrics
+from foobar_ref.runtime.asyncio_shell import log, peer_ip, read_request
+from foobar_ref.store import core
+from foobar_ref.store.repo import DatabaseUnavailable, Repository
+from foobar_ref.wire.http import HttpError, Message, error_response, new_connection, response_bytes, trace_id_of
+
+KEEPALIVE_IDLE_S = 15.0
+REQUEST_TIMEOUT_S = 10.0
+WRITE_TIMEOUT_S = 10.0
+DRAIN_AFTER_ERROR_S = 1.0
+DRAIN_MAX_BYTES = 2 * 1024 * 1024
+MAX_REQUESTS_PER_CONNECTION = 1000
+
+
+class StoreServer:
+    def __init__(
+        self, where: core.Where, repo: Repository, metrics: Metrics, request_timeout_s: float = REQUEST_TIMEOUT_S
+    ) -> None:
+        self.where = where
+        self.repo = repo
+        self.metrics = metrics
+        self.request_timeout_s = request_timeout_s
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conn = new_connection(h11.SERVER)
+        peer = peer_ip(writer)
+        for _ in range(MAX_REQUESTS_PER_CONNECTION):
+            started = time.perf_counter()
+            try:
+                request = await read_request(reader, conn, KEEPALIVE_IDLE_S, self.request_timeout_s)
+            except HttpError as err:
+                self._done(err.status, started)
+                log(self.where.hop, "bad_request", peer=peer, status=err.status, reason=err.reason)
+                await self._send(writer, _json_error(conn, err.status, err.reason))
+                await _drain(reader, writer)
+                return
+            if request is None:
+                return
+            reply = await self.answer(request)
+            await self._send(writer, _reply_bytes(conn, reply))
+            self._done(reply.status, started)
+            self._log(request, reply.status, peer, started)
+            if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
+                return  # Connection: close from either side
+            conn.start_next_cycle()
+
+    async def answer(self, request: Message) -> core.Reply:
+        head = request.head
+        assert isinstance(head, h11.Request)
+        content_type = request.header(b"content-type")
+        decision = core.decide(
+            core.Request(
+                head.method.decode("latin-1"),
+                head.target.decode("latin-1"),
+                content_type.decode("latin-1") if content_type is not None else None,
+                request.body,
+            )
+        )
+        if isinstance(decision, core.Reply):
+            return decision
+        try:
+            return await self._carry_out(decision)
+        except DatabaseUnavailable as err:
+            log(self.where.hop, "database_unavailable", database=err.database, reason=err.reason)
+            return core.unavailable(err.database, err.reason)
+
+    async def _carry_out(self, decision: core.Insert | core.Recent | core.CheckHealth) -> core.Reply:
+        if isinstance(decision, core.Insert):
+            row_id = await self.repo.insert(decision.text, self.where.hop)
+            return core.created(self.where, row_id, decision.text)
+        if isinstance(decision, core.Recent):
+            return core.listing(self.where, await self.repo.recent(decision.limit))
+        return core.health(self.where, await self.repo.check())
+
+    async def _send(self, writer: asyncio.StreamWriter, data: bytes) -> None:
+        writer.write(data)
+        async with asyncio.timeout(WRITE_TIMEOUT_S):
+            await writer.drain()
+
+    def _done(self, status: int, started: float) -> None:
+        self.metrics.requests.labels(hop=self.where.hop, outcome=str(status)).inc()
+        self.metrics.latency.labels(hop=self.where.hop).observe(time.perf_counter() - started)
+
+    def _log(self, request: Message, status: int, peer: str, started: float) -> None:
+        head = request.head
+        assert isinstance(head, h11.Request)
+        log(
+            self.where.hop,
+            "request",
+            peer=peer,
+            method=head.method.decode("latin-1"),
+            path=head.target.decode("latin-1").split("?", 1)[0],
+            status=status,
+            duration_ms=round((time.perf_counter() - started) * 1000, 3),
+            trace_id=trace_id_of(request.header(b"traceparent")),
+            saw="plaintext",
+        )
+
+
+def _reply_bytes(conn: h11.Connection, reply: core.Reply) -> bytes:
+    headers = [("Content-Type", "application/json")]
+    if reply.allow:
+        headers.append(("Allow", ", ".join(reply.allow)))
+    return response_bytes(conn, reply.status, headers, json.dumps(reply.payload).encode())
+
+
+def _json_error(conn: h11.Connection, status: int, reason: str) -> bytes:
+    """A protocol-level error (400, 408, 413, 431 ...): JSON like every answer, then close."""
+    body = json.dumps({"error": reason, "status": status}).encode()
+    try:
+        return response_bytes(conn, status, [("Content-Type", "application/json"), ("Connection", "close")], body)
+    except h11.LocalProtocolError:
+        return error_response(conn, status, reason)  # h11 cannot answer in its state: plain text by hand
+
+
+async def _drain(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Half-close, then read (and drop) what the client still sends, within bounds, before closing."""
+    with contextlib.suppress(OSError, RuntimeError):
+        writer.write_eof()
+    received = 0
+    with contextlib.suppress(TimeoutError, ConnectionError):
+        async with asyncio.timeout(DRAIN_AFTER_ERROR_S):
+            while received < DRAIN_MAX_BYTES and (chunk := await reader.read(65536)):
+                received += len(chunk)
