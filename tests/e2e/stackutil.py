@@ -49,8 +49,8 @@ def refused_or_closed(source_ip: str, address: tuple[str, int]) -> str:
     """What a client sees when it tries to talk: 'reset', 'closed', 'silent' or 'answered'."""
     try:
         sock = connect_from(source_ip, address)
-    except ConnectionRefusedError:
-        return "reset"
+    except (ConnectionRefusedError, ConnectionResetError):
+        return "reset"  # the proxy's RST may arrive before connect() returns
     with sock:
         try:
             sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
