@@ -41,7 +41,10 @@ class BindError(Exception):
 def log(hop: str, event: str, **fields: object) -> None:
     """One JSON line per event on stdout, which the supervisor keeps as the hop's log."""
     record = {"ts": round(time.time(), 6), "hop": hop, "event": event, **fields}
-    print(json.dumps(record, default=str), flush=True)
+    try:
+        print(json.dumps(record, default=str), flush=True)
+    except (BrokenPipeError, ValueError):
+        pass  # whoever read our log went away: serving matters more than logging
 
 
 def announce_ready(hop: str, listen: Iterable[str]) -> None:

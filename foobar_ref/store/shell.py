@@ -43,7 +43,7 @@ class StoreServer:
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         conn = new_connection(h11.SERVER)
         peer = peer_ip(writer)
-        for _ in range(MAX_REQUESTS_PER_CONNECTION):
+        for served in range(1, MAX_REQUESTS_PER_CONNECTION + 1):
             started = time.perf_counter()
             try:
                 request = await read_request(reader, conn, KEEPALIVE_IDLE_S, self.request_timeout_s)
@@ -56,7 +56,8 @@ class StoreServer:
             if request is None:
                 return
             reply = await self.answer(request)
-            await self._send(writer, _reply_bytes(conn, reply))
+            closing = served == MAX_REQUESTS_PER_CONNECTION  # say so, so the client does not reuse it
+            await self._send(writer, _reply_bytes(conn, reply, closing))
             self._done(reply.status, started)
             self._log(request, reply.status, peer, started)
             if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
@@ -116,8 +117,8 @@ class StoreServer:
         )
 
 
-def _reply_bytes(conn: h11.Connection, reply: core.Reply) -> bytes:
-    headers = [("Content-Type", "application/json")]
+def _reply_bytes(conn: h11.Connection, reply: core.Reply, closing: bool = False) -> bytes:
+    headers = [("Content-Type", "application/json")] + ([("Connection", "close")] if closing else [])
     if reply.allow:
         headers.append(("Allow", ", ".join(reply.allow)))
     return response_bytes(conn, reply.status, headers, json.dumps(reply.payload).encode())

@@ -38,7 +38,7 @@ class WebServer:
     async def handle(self, stream: trio.SocketStream) -> None:
         conn = new_connection(h11.SERVER)
         peer = peer_ip(stream)
-        for _ in range(MAX_REQUESTS_PER_CONNECTION):
+        for served in range(1, MAX_REQUESTS_PER_CONNECTION + 1):
             try:
                 request = await read_request(stream, conn, KEEPALIVE_IDLE_S, REQUEST_TIMEOUT_S)
             except HttpError as err:
@@ -49,7 +49,8 @@ class WebServer:
             if request is None:
                 return
             started = time.perf_counter()
-            status, reply = await self._answer(conn, request, peer)
+            closing = served == MAX_REQUESTS_PER_CONNECTION  # say so, so the client does not reuse it
+            status, reply = await self._answer(conn, request, peer, closing)
             await stream.send_all(reply)
             self._count(status, time.perf_counter() - started)
             self._log(request, status, peer, started)
@@ -57,11 +58,11 @@ class WebServer:
                 return  # Connection: close from either side
             conn.start_next_cycle()
 
-    async def _answer(self, conn: h11.Connection, request: Message, peer: str) -> tuple[int, bytes]:
+    async def _answer(self, conn: h11.Connection, request: Message, peer: str, closing: bool) -> tuple[int, bytes]:
         head = request.head
         assert isinstance(head, h11.Request)
         routed = core.route(head.method.decode(), head.target.decode("latin-1"))
-        base = [("X-Served-By", self.hop)]
+        base = [("X-Served-By", self.hop)] + ([("Connection", "close")] if closing else [])
         if routed.route is None:
             extra = [("Allow", ", ".join(routed.allowed))] if routed.allowed else []
             body = f"{routed.status} {'method not allowed' if routed.allowed else 'not found'}\n".encode()
