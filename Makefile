@@ -46,6 +46,7 @@ status:
 lint: $(STAMP)
 	$(BIN)/ruff check foobar_ref tests benchmarks examples
 	$(BIN)/ruff format --check foobar_ref tests benchmarks examples
+	$(BIN)/mypy foobar_ref
 
 test: setup lint
 	$(BIN)/pytest

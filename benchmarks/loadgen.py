@@ -55,7 +55,7 @@ class Result:
         }
 
 
-Exchange = Callable[[], Awaitable[None]]
+Exchange = Callable[[], Awaitable[bool]]  # True: the connection can carry the next request
 
 
 async def run_closed(name: str, make_client: Callable[[], Awaitable[Exchange]], clients: int, seconds: float) -> Result:
@@ -73,7 +73,7 @@ async def run_closed(name: str, make_client: Callable[[], Awaitable[Exchange]], 
             started = time.perf_counter()
             try:
                 with trio.fail_after(READ_TIMEOUT_S):
-                    await exchange()
+                    reusable = await exchange()
             except (OSError, trio.TooSlowError, trio.BrokenResourceError, h11.ProtocolError, ssl.SSLError, ValueError):
                 result.errors += 1
                 try:
@@ -82,6 +82,11 @@ async def run_closed(name: str, make_client: Callable[[], Awaitable[Exchange]], 
                     return
                 continue
             result.latencies_s.append(time.perf_counter() - started)
+            if not reusable:  # the server said Connection: close (e.g. its per-connection limit)
+                try:
+                    exchange = await make_client()
+                except (OSError, trio.TooSlowError, ssl.SSLError):
+                    return
 
     begun = time.perf_counter()
     async with trio.open_nursery() as nursery:
@@ -128,7 +133,7 @@ def http_client(
         if body:
             headers += [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
 
-        async def exchange() -> None:
+        async def exchange() -> bool:
             out = conn.send(h11.Request(method=method, target=target, headers=headers))
             if body:
                 out += conn.send(h11.Data(data=body))
@@ -145,9 +150,12 @@ def http_client(
                     status = event.status_code
                 elif isinstance(event, h11.EndOfMessage):
                     break
-            if status >= 400 or conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
-                raise ValueError(f"status {status} or connection closing")
+            if status >= 400:
+                raise ValueError(f"status {status}")
+            if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
+                return False
             conn.start_next_cycle()
+            return True
 
         return exchange
 
@@ -162,13 +170,13 @@ def dns_client(address: tuple[str, int], source_ip: str, query: bytes) -> Callab
         await sock.bind((source_ip, 0))
         await sock.connect(address)
 
-        async def exchange() -> None:
+        async def exchange() -> bool:
             query_id = os.urandom(2)
             await sock.send(query_id + query[2:])
             while True:
                 reply = await sock.recv(4096)
                 if reply[:2] == query_id:
-                    return
+                    return True
 
         return exchange
 

@@ -129,10 +129,8 @@ def status(
         console.print("no stack is running (foobar-ref up starts one)")
         return
     table = Table("hop", "role", "pid", "up", "listen")
-    for hop in hops:
-        table.add_row(
-            hop["name"], hop["role"], str(hop["pid"]), "yes" if hop["up"] else "[red]no[/red]", " ".join(hop["listen"])
-        )
+    for r in running:
+        table.add_row(r.name, r.role, str(r.pid), "yes" if r.alive() else "[red]no[/red]", " ".join(r.listen))
     console.print(table)
     console.print(f"site {report['url']}  resolver {report['resolver']}  CA {report['ca']}")
 

@@ -7,6 +7,7 @@ the "internet".  `foobar-ref status` and the tests read counters through it.
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 from pathlib import Path
@@ -33,7 +34,7 @@ async def serve_admin(path: Path, metrics: Metrics) -> None:
     sock.listen(16)
     listener = trio.SocketListener(sock)
     try:
-        await trio.serve_listeners(lambda stream: _answer(stream, metrics), [listener])
+        await trio.serve_listeners(functools.partial(_answer, metrics=metrics), [listener])
     finally:
         path.unlink(missing_ok=True)
 

@@ -33,7 +33,7 @@ async def read_request(
             if not started and data:
                 started = True
                 deadline = trio.current_time() + request_s
-            return data
+            return bytes(data)
         if started:
             raise HttpError(408, f"request not complete within {request_s:g} s")
         raise _Idle

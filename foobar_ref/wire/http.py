@@ -146,10 +146,9 @@ def response_bytes(
     conn: h11.Connection, status: int, headers: Iterable[tuple[str | bytes, str | bytes]], body: bytes = b""
 ) -> bytes:
     """Serialise a whole response through h11 (which rejects CR/LF in header values)."""
-    all_headers = [(k, v) for k, v in headers]
-    names = {(k.encode() if isinstance(k, str) else k).lower() for k, _ in all_headers}
-    if b"content-length" not in names:
-        all_headers.append(("Content-Length", str(len(body))))
+    all_headers = [(_b(k), _b(v)) for k, v in headers]
+    if b"content-length" not in {k.lower() for k, _ in all_headers}:
+        all_headers.append((b"Content-Length", str(len(body)).encode()))
     out = conn.send(h11.Response(status_code=status, headers=all_headers, reason=_REASONS.get(status, "")))
     if body:
         out += conn.send(h11.Data(data=body))
@@ -164,14 +163,18 @@ def request_bytes(
     headers: Iterable[tuple[str | bytes, str | bytes]],
     body: bytes = b"",
 ) -> bytes:
-    all_headers = list(headers)
+    all_headers = [(_b(k), _b(v)) for k, v in headers]
     if body or method in ("POST", "PUT", "PATCH"):
-        all_headers.append(("Content-Length", str(len(body))))
+        all_headers.append((b"Content-Length", str(len(body)).encode()))
     out = conn.send(h11.Request(method=method, target=target, headers=all_headers))
     if body:
         out += conn.send(h11.Data(data=body))
     out += conn.send(h11.EndOfMessage())
     return out
+
+
+def _b(value: str | bytes) -> bytes:
+    return value.encode("latin-1") if isinstance(value, str) else value
 
 
 def error_response(conn: h11.Connection, status: int, message: str) -> bytes:
