@@ -31,7 +31,7 @@ from typing import Any
 
 LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
 HOST_ROLES = ("client", "dns", "balancer", "server", "monitor")
-SERVICE_KINDS = ("dns", "balancer", "web", "store", "mariadb")
+SERVICE_KINDS = ("authoritative", "resolver", "balancer", "web", "store", "mariadb")
 RULE_ACTIONS = ("accept", "reject", "drop")
 
 
@@ -56,7 +56,8 @@ class Service:
     read_from: str | None = None  # store: database for reads
     write_to: str | None = None  # store: database for writes (the primary)
     replica_of: str | None = None  # mariadb: the primary it replicates
-    zone_file: Path | None = None  # dns: master-format zone
+    zone_file: Path | None = None  # authoritative: the master-format zone it serves
+    root_hints: Path | None = None  # resolver: where iteration starts (master-format NS + glue for ".")
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,7 @@ class Firewall:
     # client's real address (what HAProxy's `send-proxy` does): the balancer needs it
     # for X-Forwarded-For, since this firewall is a proxy, not a transparent filter.
     proxy_protocol: bool = False
+    rules_file: Path | None = None  # the rule set in the firewall's own language (firewall/rules.py)
 
     def decide(self, source_ip: str, port: int) -> tuple[str, str]:
         """First match wins; returns (action, rule text or 'policy')."""
@@ -168,7 +170,8 @@ class Topology:
 
     @property
     def resolver(self) -> tuple[str, int]:
-        return self.reach(self.services_of_kind("dns")[0].name, "dns")
+        """The recursive resolver the client asks."""
+        return self.reach(self.services_of_kind("resolver")[0].name, "dns")
 
 
 def default_path() -> Path:
@@ -260,9 +263,20 @@ class _Reader:
         return tuple(value)
 
 
-_SERVICE_KEYS = ("name", "kind", "ports", "backends", "store", "read_from", "write_to", "replica_of", "zone_file")
+_SERVICE_KEYS = (
+    "name",
+    "kind",
+    "ports",
+    "backends",
+    "store",
+    "read_from",
+    "write_to",
+    "replica_of",
+    "zone_file",
+    "root_hints",
+)
 _HOST_KEYS = ("name", "role", "address", "inner", "services")
-_FIREWALL_KEYS = ("name", "guards", "policy", "rules", "proxy_protocol")
+_FIREWALL_KEYS = ("name", "guards", "policy", "rules", "proxy_protocol", "rules_file")
 _RULE_KEYS = ("action", "port", "from")
 
 
@@ -307,10 +321,18 @@ def _build_service(r: _Reader, file: Path, raw: Any, key: str, host: str) -> Ser
     kind = r.choice(t, "kind", key, SERVICE_KINDS)
     ports_raw = r.table(t.get("ports", {}), f"{key}.ports", tuple(t.get("ports", {}) or ()))
     ports = {n: p for n, v in ports_raw.items() if (p := r.port(v, f"{key}.ports.{n}")) is not None}
-    needed = {"dns": "dns", "balancer": "https", "web": "http", "store": "http", "mariadb": "mysql"}.get(kind)
+    needed = {
+        "authoritative": "dns",
+        "resolver": "dns",
+        "balancer": "https",
+        "web": "http",
+        "store": "http",
+        "mariadb": "mysql",
+    }.get(kind)
     if needed and needed not in ports_raw:
         r.problem(f"{key}.ports.{needed}", f"missing (a {kind} service needs a '{needed}' port)")
-    zone = r.text(t, "zone_file", key, required=kind == "dns")
+    zone = r.text(t, "zone_file", key, required=kind == "authoritative")
+    hints = r.text(t, "root_hints", key, required=kind == "resolver")
     return Service(
         name=name,
         kind=kind,
@@ -322,6 +344,7 @@ def _build_service(r: _Reader, file: Path, raw: Any, key: str, host: str) -> Ser
         write_to=r.text(t, "write_to", key, required=kind == "store"),
         replica_of=r.text(t, "replica_of", key, required=False),
         zone_file=(file.parent / zone) if zone else None,
+        root_hints=(file.parent / hints) if hints else None,
     )
 
 
@@ -339,7 +362,11 @@ def _build_firewall(r: _Reader, raw: Any, key: str, hosts: list[Host]) -> Firewa
     if not isinstance(proxy, bool):
         r.problem(f"{key}.proxy_protocol", f"expected true or false, found {proxy!r}")
         proxy = False
-    return Firewall(name, guards, policy, rules, proxy)
+    rules_file = r.text(t, "rules_file", key, required=False)
+    path = (r.file.parent / rules_file) if rules_file else None
+    if path is not None and not path.is_file():
+        r.problem(f"{key}.rules_file", f"no such file {path}")
+    return Firewall(name, guards, policy, rules, proxy, path)
 
 
 def _build_rule(r: _Reader, raw: Any, key: str, hosts: list[Host]) -> Rule | None:
@@ -405,8 +432,9 @@ def _check_references(
             expect(f"{key}.read_from", s.read_from, "mariadb")
             expect(f"{key}.write_to", s.write_to, "mariadb")
             expect(f"{key}.replica_of", s.replica_of, "mariadb")
-            if s.zone_file is not None and not s.zone_file.is_file():
-                r.problem(f"{key}.zone_file", f"no such file {s.zone_file}")
+            for name, path in (("zone_file", s.zone_file), ("root_hints", s.root_hints)):
+                if path is not None and not path.is_file():
+                    r.problem(f"{key}.{name}", f"no such file {path}")
     host_names = {h.name: h for h in hosts}
     for fi, fw in enumerate(firewalls):
         guarded = host_names.get(fw.guards)
@@ -419,5 +447,5 @@ def _check_references(
             r.problem(f"hosts[{hi}].inner", f"host {host.name!r} has an inner address but no firewall guards it")
     if sum(1 for h in hosts if h.role == "client") != 1:
         r.problem("hosts", "expected exactly one host with role 'client'")
-    if not any(s.kind == "dns" for s in services.values()):
-        r.problem("hosts", "expected a dns service")
+    if sum(1 for s in services.values() if s.kind == "resolver") != 1:
+        r.problem("hosts", "expected exactly one service of kind 'resolver' (the one the client asks)")

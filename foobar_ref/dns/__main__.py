@@ -22,8 +22,8 @@ def main() -> None:
     args = parse_hop_args("dns")
     topo, hop = args.topology, args.hop
     service = topo.service(hop) if hop in {s.name for s in topo.services} else None
-    if service is None or service.kind != "dns" or service.zone_file is None:
-        print(f"dns: {hop!r} is not a dns service with a zone_file in {topo.path}", file=sys.stderr)
+    if service is None or service.kind != "authoritative" or service.zone_file is None:
+        print(f"dns: {hop!r} is not an authoritative dns service with a zone_file in {topo.path}", file=sys.stderr)
         raise SystemExit(2)
     try:
         loaded = zone.load(service.zone_file, origin=f"{topo.domain}.")

@@ -59,15 +59,15 @@ def test_seed_firewall_2_rules(source: str, port: int, expected: str) -> None:
 
 def test_mistyped_key_names_file_and_key(tmp_path: Path) -> None:
     problems = problems_of(tmp_path, seed_text().replace('address = "127.0.2.1"', 'adress = "127.0.2.1"'))
-    assert any(str(tmp_path / "t.toml") in p and "hosts[3].adress" in p and "unknown key" in p for p in problems)
+    assert any(str(tmp_path / "t.toml") in p and "hosts[6].adress" in p and "unknown key" in p for p in problems)
 
 
 @pytest.mark.parametrize(
     ("old", "new", "expected"),
     [
-        ('address = "127.0.2.2"', 'address = "10.0.0.1"', "hosts[4].address: expected an address in 127.0.0.0/8"),
-        ('address = "127.0.2.2"', 'address = "127.0.0.300"', "hosts[4].address: expected an IPv4 address"),
-        ('address = "127.0.2.2"', 'address = "127.0.2.1"', "hosts[4].address: duplicate address 127.0.2.1"),
+        ('address = "127.0.2.2"', 'address = "10.0.0.1"', "hosts[7].address: expected an address in 127.0.0.0/8"),
+        ('address = "127.0.2.2"', 'address = "127.0.0.300"', "hosts[7].address: expected an IPv4 address"),
+        ('address = "127.0.2.2"', 'address = "127.0.2.1"', "hosts[7].address: duplicate address 127.0.2.1"),
         (
             'ports = { http = 8100 }\n  read_from = "db-02"',
             'ports = { http = 70000 }\n  read_from = "db-02"',
@@ -78,7 +78,7 @@ def test_mistyped_key_names_file_and_key(tmp_path: Path) -> None:
             'backends = ["web-01", "web-99"]',
             "backends[1]: unknown web service 'web-99'",
         ),
-        ('role = "server"', 'role = "sever"', "hosts[3].role: expected one of"),
+        ('role = "server"', 'role = "sever"', "hosts[6].role: expected one of"),
         (
             '{ action = "accept", port = 80, from = "lb-01" },\n  { action = "reject"',
             '{ action = "permit", port = 80, from = "lb-01" },\n  { action = "reject"',

@@ -1,0 +1,9 @@
+"""`foobar-ref dig`: registered on the main CLI by `register(app)`."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add the DNS commands to the CLI (filled in with the resolver)."""
