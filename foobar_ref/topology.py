@@ -32,7 +32,6 @@ from typing import Any
 LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
 HOST_ROLES = ("client", "dns", "balancer", "server", "monitor")
 SERVICE_KINDS = ("authoritative", "resolver", "balancer", "web", "store", "mariadb")
-RULE_ACTIONS = ("accept", "reject", "drop")
 
 
 class TopologyError(Exception):
@@ -75,41 +74,15 @@ class Host:
 
 
 @dataclass(frozen=True)
-class Rule:
-    """accept/reject/drop a new connection by source network and port."""
-
-    action: str
-    port: int | None  # None: any port
-    sources: tuple[ipaddress.IPv4Network, ...]  # empty: any source
-    text: str  # as written, for logs
-
-    def matches(self, source_ip: str, port: int) -> bool:
-        if self.port is not None and self.port != port:
-            return False
-        if not self.sources:
-            return True
-        address = ipaddress.ip_address(source_ip)
-        return any(address in network for network in self.sources)
-
-
-@dataclass(frozen=True)
 class Firewall:
     name: str
     guards: str  # the host whose public address this firewall owns
-    policy: str
-    rules: tuple[Rule, ...]
     # Send a PROXY protocol v1 line before relaying, so the host behind can see the
     # client's real address (what HAProxy's `send-proxy` does): the balancer needs it
     # for X-Forwarded-For, since this firewall is a proxy, not a transparent filter.
     proxy_protocol: bool = False
     rules_file: Path | None = None  # the rule set in the firewall's own language (firewall/rules.py)
-
-    def decide(self, source_ip: str, port: int) -> tuple[str, str]:
-        """First match wins; returns (action, rule text or 'policy')."""
-        for rule in self.rules:
-            if rule.matches(source_ip, port):
-                return rule.action, rule.text
-        return self.policy, "policy"
+    rules: str | None = None  # or the rule set inline, in the same language
 
 
 @dataclass(frozen=True)
@@ -276,8 +249,7 @@ _SERVICE_KEYS = (
     "root_hints",
 )
 _HOST_KEYS = ("name", "role", "address", "inner", "services")
-_FIREWALL_KEYS = ("name", "guards", "policy", "rules", "proxy_protocol", "rules_file")
-_RULE_KEYS = ("action", "port", "from")
+_FIREWALL_KEYS = ("name", "guards", "rules_file", "rules", "proxy_protocol")
 
 
 def _build(file: Path, raw: dict[str, Any]) -> Topology:
@@ -292,7 +264,7 @@ def _build(file: Path, raw: dict[str, Any]) -> Topology:
     hosts = [_build_host(r, file, h, f"hosts[{i}]") for i, h in enumerate(r.tables(top.get("hosts"), "hosts"))]
     services = {s.name: s for h in hosts for s in h.services}
     firewalls = [
-        _build_firewall(r, f, f"firewalls[{i}]", hosts)
+        _build_firewall(r, f, f"firewalls[{i}]")
         for i, f in enumerate(r.tables(top.get("firewalls"), "firewalls"))
     ]
     _check_unique(r, hosts, firewalls)
@@ -348,16 +320,11 @@ def _build_service(r: _Reader, file: Path, raw: Any, key: str, host: str) -> Ser
     )
 
 
-def _build_firewall(r: _Reader, raw: Any, key: str, hosts: list[Host]) -> Firewall:
+def _build_firewall(r: _Reader, raw: Any, key: str) -> Firewall:
+    """Where the rule set is (a file, or inline text); the firewall hop reads and checks the rules."""
     t = r.table(raw, key, _FIREWALL_KEYS)
     name = r.text(t, "name", key) or key
     guards = r.text(t, "guards", key) or ""
-    policy = r.choice(t, "policy", key, RULE_ACTIONS)
-    rules = tuple(
-        rule
-        for i, rr in enumerate(r.tables(t.get("rules"), f"{key}.rules"))
-        if (rule := _build_rule(r, rr, f"{key}.rules[{i}]", hosts)) is not None
-    )
     proxy = t.get("proxy_protocol", False)
     if not isinstance(proxy, bool):
         r.problem(f"{key}.proxy_protocol", f"expected true or false, found {proxy!r}")
@@ -366,28 +333,13 @@ def _build_firewall(r: _Reader, raw: Any, key: str, hosts: list[Host]) -> Firewa
     path = (r.file.parent / rules_file) if rules_file else None
     if path is not None and not path.is_file():
         r.problem(f"{key}.rules_file", f"no such file {path}")
-    return Firewall(name, guards, policy, rules, proxy, path)
-
-
-def _build_rule(r: _Reader, raw: Any, key: str, hosts: list[Host]) -> Rule | None:
-    t = r.table(raw, key, _RULE_KEYS)
-    action = r.choice(t, "action", key, RULE_ACTIONS)
-    port = r.port(t["port"], f"{key}.port") if "port" in t else None
-    source = t.get("from", "any")
-    sources: tuple[ipaddress.IPv4Network, ...] = ()
-    if source != "any":
-        by_name = {h.name: h for h in hosts}
-        if isinstance(source, str) and source in by_name:
-            host = by_name[source]
-            sources = tuple(ipaddress.IPv4Network(a) for a in (host.address, host.inner) if a)
-        else:
-            try:
-                sources = (ipaddress.IPv4Network(str(source), strict=True),)
-            except ValueError:
-                r.problem(f"{key}.from", f"expected 'any', a host name or a CIDR, found {source!r}")
-                return None
-    text = f"{action} {'port ' + str(port) if port else 'any port'} from {source}"
-    return Rule(action, port, sources, text)
+    inline = t.get("rules")
+    if inline is not None and not isinstance(inline, str):
+        r.problem(f"{key}.rules", f"expected the rule set as text in the firewall rule language, found {inline!r}")
+        inline = None
+    if path is not None and inline is not None:
+        r.problem(f"{key}.rules", "give either rules_file or rules, not both")
+    return Firewall(name, guards, proxy, path, inline)
 
 
 def _check_unique(r: _Reader, hosts: list[Host], firewalls: list[Firewall]) -> None:
