@@ -264,8 +264,7 @@ def _build(file: Path, raw: dict[str, Any]) -> Topology:
     hosts = [_build_host(r, file, h, f"hosts[{i}]") for i, h in enumerate(r.tables(top.get("hosts"), "hosts"))]
     services = {s.name: s for h in hosts for s in h.services}
     firewalls = [
-        _build_firewall(r, f, f"firewalls[{i}]")
-        for i, f in enumerate(r.tables(top.get("firewalls"), "firewalls"))
+        _build_firewall(r, f, f"firewalls[{i}]") for i, f in enumerate(r.tables(top.get("firewalls"), "firewalls"))
     ]
     _check_unique(r, hosts, firewalls)
     _check_references(r, services, hosts, firewalls, entry)

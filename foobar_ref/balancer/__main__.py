@@ -15,7 +15,7 @@ from pathlib import Path
 
 from foobar_ref.balancer.shell import HANDSHAKE_TIMEOUT_S, Balancer, server_context
 from foobar_ref.observe.metrics import Metrics
-from foobar_ref.runtime.admin import admin_socket_path, serve_admin
+from foobar_ref.runtime.admin import admin_socket_path, bind_admin_socket, serve_admin
 from foobar_ref.runtime.cli_args import parse_hop_args
 from foobar_ref.runtime.trio_shell import Listener, open_tcp_listener, run_hop
 
@@ -64,7 +64,7 @@ def main() -> None:
             listeners.append(
                 Listener(open_tcp_listener(*topo.listen(hop, "http")), balancer.handle_http, allowed, "http")
             )
-        admin = admin_socket_path(args.state_dir, hop)
+        admin = bind_admin_socket(admin_socket_path(args.state_dir, hop))
         return listeners, [lambda: serve_admin(admin, metrics), balancer.upstream.reap]
 
     run_hop(hop, build, metrics)

@@ -23,7 +23,7 @@ from foobar_ref.dns.resolver import Front
 from foobar_ref.dns.resolver_shell import MAX_RESOLUTIONS, TCP_READ_TIMEOUT_S, UPSTREAM_PORT, DnsMetrics, ResolverServer
 from foobar_ref.dns.shell import DnsServer
 from foobar_ref.observe.metrics import Metrics
-from foobar_ref.runtime.admin import admin_socket_path, serve_admin
+from foobar_ref.runtime.admin import admin_socket_path, bind_admin_socket, serve_admin
 from foobar_ref.runtime.cli_args import HopArgs, parse_hop_args
 from foobar_ref.runtime.trio_shell import Listener, log, open_tcp_listener, open_udp_socket, run_hop
 
@@ -126,7 +126,7 @@ def _serve(args: HopArgs, metrics: Metrics, handle_tcp, serve_udp) -> None:  # t
     def build():  # type: ignore[no-untyped-def]
         tcp = open_tcp_listener(ip, port)
         udp = open_udp_socket(ip, port)
-        admin = admin_socket_path(args.state_dir, hop)
+        admin = bind_admin_socket(admin_socket_path(args.state_dir, hop))
         return [Listener(tcp, handle_tcp)], [lambda: serve_udp(udp), lambda: serve_admin(admin, metrics)]
 
     run_hop(hop, build, metrics, listen_extra=[f"{ip}:{port}/udp"])

@@ -19,7 +19,7 @@ from foobar_ref.firewall.metrics_view import FirewallCollector
 from foobar_ref.firewall.ruleset import RuleSet
 from foobar_ref.firewall.shell import FirewallHop
 from foobar_ref.observe.metrics import Metrics
-from foobar_ref.runtime.admin import admin_socket_path, serve_admin
+from foobar_ref.runtime.admin import admin_socket_path, bind_admin_socket, serve_admin
 from foobar_ref.runtime.cli_args import parse_hop_args
 from foobar_ref.runtime.trio_shell import log, run_hop
 
@@ -89,7 +89,7 @@ def main() -> None:
     loader = lambda: reload_rules(topo.path, hop)  # noqa: E731
     firewall = FirewallHop(topo, hop, metrics, limits, capture, ruleset, loader, extra.log_connections)
     metrics.registry.register(FirewallCollector(firewall))
-    admin = admin_socket_path(args.state_dir, hop)
+    admin = bind_admin_socket(admin_socket_path(args.state_dir, hop))
     for warning in ruleset.warnings:
         log(hop, "rules_warning", source=ruleset.source, warning=warning)
 

@@ -6,8 +6,9 @@ before anything sends it traffic:
 1. firewalls: they only relay, and the replica's connection to the primary
    crosses firewall-2;
 2. MariaDB primaries, then replicas (set up after their primary is ready);
-3. the authoritative DNS servers, then the resolver that asks them, then the stores, the web servers and last the balancers, so the
-   site's entry point opens only when everything behind it answers.
+3. the authoritative DNS servers, then the resolver that asks them;
+4. the stores, the web servers and last the balancers, so the site's entry
+   point opens only when everything behind it answers.
 
 `down` stops them in the reverse order.
 """

@@ -13,7 +13,6 @@ blocking client for them.
 from __future__ import annotations
 
 import functools
-import os
 import socket
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
@@ -21,6 +20,9 @@ from pathlib import Path
 import trio
 
 from foobar_ref.observe.metrics import Metrics
+from foobar_ref.runtime.admin_socket import admin_socket_path, bind_admin_socket
+
+__all__ = ["admin_socket_path", "bind_admin_socket", "serve_admin", "read_metrics", "request"]
 
 READ_TIMEOUT_S = 5.0
 MAX_REQUEST_BYTES = 8192
@@ -31,19 +33,11 @@ Route = Callable[[], Awaitable[tuple[int, bytes]]]
 Routes = Mapping[tuple[str, str], Route]
 
 
-def admin_socket_path(state_dir: Path, hop: str) -> Path:
-    return state_dir / "run" / f"{hop}.admin.sock"
-
-
-async def serve_admin(path: Path, metrics: Metrics, routes: Routes | None = None) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.exists():
-        path.unlink()
-    sock = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
-    await sock.bind(str(path))
-    os.chmod(path, 0o600)
-    sock.listen(16)
-    listener = trio.SocketListener(sock)
+async def serve_admin(where: Path | socket.socket, metrics: Metrics, routes: Routes | None = None) -> None:
+    """Serve on a socket bound by `bind_admin_socket` (or bind `where` now, if it is a path)."""
+    bound = bind_admin_socket(where) if isinstance(where, Path) else where
+    path = Path(bound.getsockname())
+    listener = trio.SocketListener(trio.socket.from_stdlib_socket(bound))
     try:
         await trio.serve_listeners(functools.partial(_answer, metrics=metrics, routes=routes or {}), [listener])
     finally:

@@ -119,6 +119,7 @@ class FakeWeb:
     name: str
     ip: str
     seen: list[Seen] = field(default_factory=list)
+    received: bytearray = field(default_factory=bytearray)  # every raw byte, all connections
 
     def __post_init__(self) -> None:
         self.listener = socket.socket()
@@ -156,7 +157,9 @@ class FakeWeb:
         while True:
             event = conn.next_event()
             if event is h11.NEED_DATA:
-                conn.receive_data(sock.recv(65536))
+                data = sock.recv(65536)
+                self.received += data
+                conn.receive_data(data)
             elif isinstance(event, h11.Request):
                 request = event
             elif isinstance(event, h11.Data):

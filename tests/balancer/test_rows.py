@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import socket
 import ssl
 import subprocess
@@ -115,12 +116,14 @@ def test_http_row(lb: BalancerProcess, webs: list[FakeWeb], name: str) -> None:
     sock.close()
 
 
-def test_h18_bare_lf_request_is_forwarded_rewritten(lb: BalancerProcess, webs: list[FakeWeb]) -> None:
+def test_h18_bare_lf_request_is_forwarded_with_crlf(lb: BalancerProcess, webs: list[FakeWeb]) -> None:
     sock = tls_connect(lb.https, lb.certs.ca)
     sock.sendall(case("H-18"))
     reply = read_reply(sock)
-    seen = next(w for w in webs if w.name == reply.header("x-served-by")).seen[-1]
+    web = next(w for w in webs if w.name == reply.header("x-served-by"))
+    seen = web.seen[-1]
     assert (reply.status, seen.method, seen.target, seen.header("host")) == (200, "GET", "/", "a")
+    assert re.search(rb"(?<!\r)\n", bytes(web.received)) is None  # never a bare LF upstream
 
 
 @pytest.mark.parametrize(

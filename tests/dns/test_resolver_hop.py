@@ -339,3 +339,27 @@ def test_source_ports_vary(stack: dict[str, Hop]) -> None:
         fake.close()
     ports = {port for _, port in fake.seen}
     assert len(ports) == len(fake.seen) >= 4
+
+
+def test_tcp_connection_limit_keeps_udp_served(stack: dict[str, Hop]) -> None:
+    """D-16 on the resolver: past its TCP limit new connections are closed at once; UDP is unaffected."""
+    limit, extra = 32, 4
+    sockets = [
+        socket.create_connection(RESOLVER, timeout=2.0, source_address=(CLIENT_IP, 0)) for _ in range(limit + extra)
+    ]
+    try:
+        time.sleep(0.5)
+        closed = []
+        for sock in sockets:
+            sock.setblocking(False)
+            try:
+                closed.append(sock.recv(1) == b"")
+            except BlockingIOError:
+                closed.append(False)
+            except ConnectionResetError:
+                closed.append(True)
+        assert closed.count(False) == limit and closed.count(True) == extra
+        assert ask("www.foobar.com", timeout_s=1.0).addresses == ["127.0.1.1"]
+    finally:
+        for sock in sockets:
+            sock.close()
