@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 STATE  ?= .foobar-ref
 
-.PHONY: setup mariadb demo up down status test lint bench clean
+.PHONY: setup mariadb demo up down status test lint bench bench-hops bench-dns bench-firewall bench-tools clean
 
 setup: $(STAMP) mariadb
 
@@ -51,8 +51,25 @@ lint: $(STAMP)
 test: setup lint
 	$(BIN)/pytest
 
-bench: setup
-	$(BIN)/python benchmarks/hops.py
+# Benchmarks run one after another (never two at once: two cores would measure each other).
+bench: bench-hops bench-dns bench-firewall
+
+bench-hops: setup
+	flock /tmp/foobar-bench.lock $(BIN)/python benchmarks/hops.py
+
+bench-dns: setup
+	flock /tmp/foobar-bench.lock $(BIN)/python benchmarks/dns.py
+
+bench-firewall: setup
+	flock /tmp/foobar-bench.lock $(BIN)/python benchmarks/firewall.py
+
+# The real tools the benchmarks compare against, from Debian's packages; their own services are
+# left stopped (the benchmarks start them on their own addresses).
+bench-tools:
+	@if [ "$$(id -u)" != 0 ]; then echo "run as root: apt-get install -y dnsperf unbound haproxy"; exit 1; fi
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends dnsperf unbound haproxy >/dev/null
+	-systemctl disable --now unbound haproxy 2>/dev/null
 
 clean: down
 	rm -rf $(STATE)

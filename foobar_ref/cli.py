@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from foobar_ref import certs as certs_module
+from foobar_ref import cli_dns, cli_fw
 from foobar_ref import topology as topology_module
 from foobar_ref.launcher import supervise
 from foobar_ref.launcher.plan import StatePaths
@@ -178,6 +179,10 @@ def certs(
     )
     for line in certs_module.describe(paths):
         console.print(line, markup=False)
+
+
+cli_dns.register(app)
+cli_fw.register(app)
 
 
 def main() -> None:

@@ -31,8 +31,7 @@ from typing import Any
 
 LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
 HOST_ROLES = ("client", "dns", "balancer", "server", "monitor")
-SERVICE_KINDS = ("dns", "balancer", "web", "store", "mariadb")
-RULE_ACTIONS = ("accept", "reject", "drop")
+SERVICE_KINDS = ("authoritative", "resolver", "balancer", "web", "store", "mariadb")
 
 
 class TopologyError(Exception):
@@ -56,7 +55,8 @@ class Service:
     read_from: str | None = None  # store: database for reads
     write_to: str | None = None  # store: database for writes (the primary)
     replica_of: str | None = None  # mariadb: the primary it replicates
-    zone_file: Path | None = None  # dns: master-format zone
+    zone_file: Path | None = None  # authoritative: the master-format zone it serves
+    root_hints: Path | None = None  # resolver: where iteration starts (master-format NS + glue for ".")
 
 
 @dataclass(frozen=True)
@@ -74,40 +74,15 @@ class Host:
 
 
 @dataclass(frozen=True)
-class Rule:
-    """accept/reject/drop a new connection by source network and port."""
-
-    action: str
-    port: int | None  # None: any port
-    sources: tuple[ipaddress.IPv4Network, ...]  # empty: any source
-    text: str  # as written, for logs
-
-    def matches(self, source_ip: str, port: int) -> bool:
-        if self.port is not None and self.port != port:
-            return False
-        if not self.sources:
-            return True
-        address = ipaddress.ip_address(source_ip)
-        return any(address in network for network in self.sources)
-
-
-@dataclass(frozen=True)
 class Firewall:
     name: str
     guards: str  # the host whose public address this firewall owns
-    policy: str
-    rules: tuple[Rule, ...]
     # Send a PROXY protocol v1 line before relaying, so the host behind can see the
     # client's real address (what HAProxy's `send-proxy` does): the balancer needs it
     # for X-Forwarded-For, since this firewall is a proxy, not a transparent filter.
     proxy_protocol: bool = False
-
-    def decide(self, source_ip: str, port: int) -> tuple[str, str]:
-        """First match wins; returns (action, rule text or 'policy')."""
-        for rule in self.rules:
-            if rule.matches(source_ip, port):
-                return rule.action, rule.text
-        return self.policy, "policy"
+    rules_file: Path | None = None  # the rule set in the firewall's own language (firewall/rules.py)
+    rules: str | None = None  # or the rule set inline, in the same language
 
 
 @dataclass(frozen=True)
@@ -168,7 +143,8 @@ class Topology:
 
     @property
     def resolver(self) -> tuple[str, int]:
-        return self.reach(self.services_of_kind("dns")[0].name, "dns")
+        """The recursive resolver the client asks."""
+        return self.reach(self.services_of_kind("resolver")[0].name, "dns")
 
 
 def default_path() -> Path:
@@ -260,10 +236,20 @@ class _Reader:
         return tuple(value)
 
 
-_SERVICE_KEYS = ("name", "kind", "ports", "backends", "store", "read_from", "write_to", "replica_of", "zone_file")
+_SERVICE_KEYS = (
+    "name",
+    "kind",
+    "ports",
+    "backends",
+    "store",
+    "read_from",
+    "write_to",
+    "replica_of",
+    "zone_file",
+    "root_hints",
+)
 _HOST_KEYS = ("name", "role", "address", "inner", "services")
-_FIREWALL_KEYS = ("name", "guards", "policy", "rules", "proxy_protocol")
-_RULE_KEYS = ("action", "port", "from")
+_FIREWALL_KEYS = ("name", "guards", "rules_file", "rules", "proxy_protocol")
 
 
 def _build(file: Path, raw: dict[str, Any]) -> Topology:
@@ -278,8 +264,7 @@ def _build(file: Path, raw: dict[str, Any]) -> Topology:
     hosts = [_build_host(r, file, h, f"hosts[{i}]") for i, h in enumerate(r.tables(top.get("hosts"), "hosts"))]
     services = {s.name: s for h in hosts for s in h.services}
     firewalls = [
-        _build_firewall(r, f, f"firewalls[{i}]", hosts)
-        for i, f in enumerate(r.tables(top.get("firewalls"), "firewalls"))
+        _build_firewall(r, f, f"firewalls[{i}]") for i, f in enumerate(r.tables(top.get("firewalls"), "firewalls"))
     ]
     _check_unique(r, hosts, firewalls)
     _check_references(r, services, hosts, firewalls, entry)
@@ -307,10 +292,18 @@ def _build_service(r: _Reader, file: Path, raw: Any, key: str, host: str) -> Ser
     kind = r.choice(t, "kind", key, SERVICE_KINDS)
     ports_raw = r.table(t.get("ports", {}), f"{key}.ports", tuple(t.get("ports", {}) or ()))
     ports = {n: p for n, v in ports_raw.items() if (p := r.port(v, f"{key}.ports.{n}")) is not None}
-    needed = {"dns": "dns", "balancer": "https", "web": "http", "store": "http", "mariadb": "mysql"}.get(kind)
+    needed = {
+        "authoritative": "dns",
+        "resolver": "dns",
+        "balancer": "https",
+        "web": "http",
+        "store": "http",
+        "mariadb": "mysql",
+    }.get(kind)
     if needed and needed not in ports_raw:
         r.problem(f"{key}.ports.{needed}", f"missing (a {kind} service needs a '{needed}' port)")
-    zone = r.text(t, "zone_file", key, required=kind == "dns")
+    zone = r.text(t, "zone_file", key, required=kind == "authoritative")
+    hints = r.text(t, "root_hints", key, required=kind == "resolver")
     return Service(
         name=name,
         kind=kind,
@@ -322,45 +315,30 @@ def _build_service(r: _Reader, file: Path, raw: Any, key: str, host: str) -> Ser
         write_to=r.text(t, "write_to", key, required=kind == "store"),
         replica_of=r.text(t, "replica_of", key, required=False),
         zone_file=(file.parent / zone) if zone else None,
+        root_hints=(file.parent / hints) if hints else None,
     )
 
 
-def _build_firewall(r: _Reader, raw: Any, key: str, hosts: list[Host]) -> Firewall:
+def _build_firewall(r: _Reader, raw: Any, key: str) -> Firewall:
+    """Where the rule set is (a file, or inline text); the firewall hop reads and checks the rules."""
     t = r.table(raw, key, _FIREWALL_KEYS)
     name = r.text(t, "name", key) or key
     guards = r.text(t, "guards", key) or ""
-    policy = r.choice(t, "policy", key, RULE_ACTIONS)
-    rules = tuple(
-        rule
-        for i, rr in enumerate(r.tables(t.get("rules"), f"{key}.rules"))
-        if (rule := _build_rule(r, rr, f"{key}.rules[{i}]", hosts)) is not None
-    )
     proxy = t.get("proxy_protocol", False)
     if not isinstance(proxy, bool):
         r.problem(f"{key}.proxy_protocol", f"expected true or false, found {proxy!r}")
         proxy = False
-    return Firewall(name, guards, policy, rules, proxy)
-
-
-def _build_rule(r: _Reader, raw: Any, key: str, hosts: list[Host]) -> Rule | None:
-    t = r.table(raw, key, _RULE_KEYS)
-    action = r.choice(t, "action", key, RULE_ACTIONS)
-    port = r.port(t["port"], f"{key}.port") if "port" in t else None
-    source = t.get("from", "any")
-    sources: tuple[ipaddress.IPv4Network, ...] = ()
-    if source != "any":
-        by_name = {h.name: h for h in hosts}
-        if isinstance(source, str) and source in by_name:
-            host = by_name[source]
-            sources = tuple(ipaddress.IPv4Network(a) for a in (host.address, host.inner) if a)
-        else:
-            try:
-                sources = (ipaddress.IPv4Network(str(source), strict=True),)
-            except ValueError:
-                r.problem(f"{key}.from", f"expected 'any', a host name or a CIDR, found {source!r}")
-                return None
-    text = f"{action} {'port ' + str(port) if port else 'any port'} from {source}"
-    return Rule(action, port, sources, text)
+    rules_file = r.text(t, "rules_file", key, required=False)
+    path = (r.file.parent / rules_file) if rules_file else None
+    if path is not None and not path.is_file():
+        r.problem(f"{key}.rules_file", f"no such file {path}")
+    inline = t.get("rules")
+    if inline is not None and not isinstance(inline, str):
+        r.problem(f"{key}.rules", f"expected the rule set as text in the firewall rule language, found {inline!r}")
+        inline = None
+    if path is not None and inline is not None:
+        r.problem(f"{key}.rules", "give either rules_file or rules, not both")
+    return Firewall(name, guards, proxy, path, inline)
 
 
 def _check_unique(r: _Reader, hosts: list[Host], firewalls: list[Firewall]) -> None:
@@ -405,8 +383,9 @@ def _check_references(
             expect(f"{key}.read_from", s.read_from, "mariadb")
             expect(f"{key}.write_to", s.write_to, "mariadb")
             expect(f"{key}.replica_of", s.replica_of, "mariadb")
-            if s.zone_file is not None and not s.zone_file.is_file():
-                r.problem(f"{key}.zone_file", f"no such file {s.zone_file}")
+            for name, path in (("zone_file", s.zone_file), ("root_hints", s.root_hints)):
+                if path is not None and not path.is_file():
+                    r.problem(f"{key}.{name}", f"no such file {path}")
     host_names = {h.name: h for h in hosts}
     for fi, fw in enumerate(firewalls):
         guarded = host_names.get(fw.guards)
@@ -419,5 +398,5 @@ def _check_references(
             r.problem(f"hosts[{hi}].inner", f"host {host.name!r} has an inner address but no firewall guards it")
     if sum(1 for h in hosts if h.role == "client") != 1:
         r.problem("hosts", "expected exactly one host with role 'client'")
-    if not any(s.kind == "dns" for s in services.values()):
-        r.problem("hosts", "expected a dns service")
+    if sum(1 for s in services.values() if s.kind == "resolver") != 1:
+        r.problem("hosts", "expected exactly one service of kind 'resolver' (the one the client asks)")

@@ -1,6 +1,9 @@
 """python -m foobar_ref.balancer --topology FILE --hop lb-01 --state DIR --cert FILE --key FILE
+[--handshake-timeout-s SECONDS]
 
 --cert is the leaf certificate followed by its chain (PEM), --key its private key.
+--handshake-timeout-s bounds each TLS handshake (default 5 s): a client that
+stalls mid-handshake is closed after it.
 """
 
 from __future__ import annotations
@@ -10,9 +13,9 @@ import ssl
 import sys
 from pathlib import Path
 
-from foobar_ref.balancer.shell import Balancer, server_context
+from foobar_ref.balancer.shell import HANDSHAKE_TIMEOUT_S, Balancer, server_context
 from foobar_ref.observe.metrics import Metrics
-from foobar_ref.runtime.admin import admin_socket_path, serve_admin
+from foobar_ref.runtime.admin import admin_socket_path, bind_admin_socket, serve_admin
 from foobar_ref.runtime.cli_args import parse_hop_args
 from foobar_ref.runtime.trio_shell import Listener, open_tcp_listener, run_hop
 
@@ -20,6 +23,22 @@ from foobar_ref.runtime.trio_shell import Listener, open_tcp_listener, run_hop
 def _flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cert", type=Path, required=True, help="PEM: the leaf certificate, then its chain")
     parser.add_argument("--key", type=Path, required=True, help="PEM: the leaf's private key")
+    parser.add_argument(
+        "--handshake-timeout-s",
+        type=_positive_seconds,
+        default=HANDSHAKE_TIMEOUT_S,
+        help=f"seconds a client has to finish the TLS handshake (default {HANDSHAKE_TIMEOUT_S:g})",
+    )
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 < value <= 3600:
+        raise argparse.ArgumentTypeError(f"must be in (0, 3600] seconds: {text!r}")
+    return value
 
 
 def main() -> None:
@@ -34,7 +53,7 @@ def main() -> None:
         print(f"{hop}: cannot load --cert {args.extra.cert} / --key {args.extra.key}: {err}", file=sys.stderr)
         raise SystemExit(2) from None
     metrics = Metrics()
-    balancer = Balancer(topo, hop, metrics, tls)
+    balancer = Balancer(topo, hop, metrics, tls, args.extra.handshake_timeout_s)
     host = topo.host_of(hop)
     allowed = frozenset(a for a in (host.address, host.inner) if a) if host.inner else None
     ports = topo.service(hop).ports
@@ -45,7 +64,7 @@ def main() -> None:
             listeners.append(
                 Listener(open_tcp_listener(*topo.listen(hop, "http")), balancer.handle_http, allowed, "http")
             )
-        admin = admin_socket_path(args.state_dir, hop)
+        admin = bind_admin_socket(admin_socket_path(args.state_dir, hop))
         return listeners, [lambda: serve_admin(admin, metrics), balancer.upstream.reap]
 
     run_hop(hop, build, metrics)

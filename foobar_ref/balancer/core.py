@@ -22,6 +22,9 @@ backend after a failed connect or a connection closed before any response
 byte; other methods only after a failed connect, when nothing was sent.  A bad
 response (502) or a response timeout (504) is never retried.
 
+Requests answered here (`refusal`): CONNECT/TRACE, no Host, a path with
+dot-segments or control bytes (`unsafe_path`).
+
 Headers: the client's hop-by-hop headers (and any it names in `Connection`)
 stay on its connection; the forwarding headers a client could forge
 (X-Forwarded-*, X-Real-IP, X-Request-Id, traceparent) are replaced by the
@@ -35,6 +38,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Generic, TypeVar
+from urllib.parse import unquote_to_bytes
 
 HOLD_DOWN_S = 5.0
 HSTS = b"max-age=63072000"
@@ -191,12 +195,31 @@ def sets_body_length(method: str, status: int) -> bool:
     return method != "HEAD" and status not in (204, 304) and not 100 <= status < 200
 
 
-def refusal(method: str, headers: Headers) -> tuple[int, str] | None:
+def refusal(method: str, target: bytes, headers: Headers) -> tuple[int, str] | None:
     """Requests the balancer answers itself instead of forwarding: (status, reason)."""
     if method in REFUSED_METHODS:
         return 405, f"{method} is not allowed here"
     if not any(name.lower() == b"host" for name, _ in headers):
         return 400, "a Host header is required"
+    unsafe = unsafe_path(target)
+    if unsafe is not None:
+        return 400, unsafe
+    return None
+
+
+def unsafe_path(target: bytes) -> str | None:
+    """Why a target's path (percent-decoded once) must not reach a backend, or None.
+
+    Browsers remove dot-segments before sending, so `..` or `.` as a segment
+    (plain or encoded) only comes from a probe; so do control bytes (`%00`, an
+    encoded CR/LF a backend might echo into a header).  Refused, not normalised:
+    the backend then sees exactly the path the client wrote, or nothing.
+    """
+    decoded = unquote_to_bytes(target.split(b"?", 1)[0])
+    if any(byte < 0x20 or byte == 0x7F for byte in decoded):
+        return "control byte in the path"
+    if any(segment in (b".", b"..") for segment in decoded.replace(b"\\", b"/").split(b"/")):
+        return "dot-segment in the path"
     return None
 
 

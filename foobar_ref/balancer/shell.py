@@ -7,7 +7,8 @@ One task per client connection, on either port:
 1. When the balancer's firewall sends PROXY protocol, the first line (at most
    107 bytes, within 5 s) names the client; bytes after it are replayed to the
    next layer.  A missing or bad line closes the connection.
-2. https port: a TLS 1.2/1.3 handshake within 5 s (`server_context`), then HTTP.
+2. https port: a TLS 1.2/1.3 handshake within 5 s (`server_context`; the
+   `--handshake-timeout-s` flag changes it), then HTTP.
    http port: HTTP straight away, and every request is answered 301 to the
    https URL of the same host and path.
 3. Requests are read with `runtime.trio_http.read_request` (whole request 5 s ->
@@ -129,12 +130,20 @@ class _Replay(trio.abc.Stream):
 
 
 class Balancer:
-    def __init__(self, topo: Topology, hop: str, metrics: Metrics, tls: ssl.SSLContext) -> None:
+    def __init__(
+        self,
+        topo: Topology,
+        hop: str,
+        metrics: Metrics,
+        tls: ssl.SSLContext,
+        handshake_timeout_s: float = HANDSHAKE_TIMEOUT_S,
+    ) -> None:
         service = topo.service(hop)
         firewall = topo.firewall_of(service.host)
         self.hop = hop
         self.metrics = metrics
         self.tls = tls
+        self.handshake_timeout_s = handshake_timeout_s
         self.proxy_protocol = bool(firewall and firewall.proxy_protocol)
         self.https_port = topo.reach(hop, "https")[1]
         self.balancer = core.RoundRobin(service.backends)
@@ -157,10 +166,10 @@ class Balancer:
         session, transport = opened
         tls = trio.SSLStream(transport, self.tls, server_side=True, https_compatible=True)
         try:
-            with trio.fail_after(HANDSHAKE_TIMEOUT_S):
+            with trio.fail_after(self.handshake_timeout_s):
                 await tls.do_handshake()
         except trio.TooSlowError:
-            self._reject("tls_timeout", session, f"no TLS handshake within {HANDSHAKE_TIMEOUT_S:g} s")
+            self._reject("tls_timeout", session, f"no TLS handshake within {self.handshake_timeout_s:g} s")
             return
         except trio.BrokenResourceError as err:
             await _send_pending_alert(tls, transport)
@@ -235,7 +244,7 @@ class Balancer:
         assert isinstance(head, h11.Request)
         method = head.method.decode("ascii")
         trace_id = trace_id_of(request.header(b"traceparent")) or new_trace_id()
-        refused = core.refusal(method, request.headers)
+        refused = core.refusal(method, head.target, request.headers)
         if refused is not None:
             return self._error(conn, request, refused[0], refused[1], trace_id, closing)
         headers = core.request_headers(request.headers, session.client_ip, trace_id, traceparent(trace_id))

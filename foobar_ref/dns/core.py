@@ -112,39 +112,43 @@ class Authority:
         return self.respond(packet, transport).wire
 
     def respond(self, packet: bytes, transport: Transport = Transport.UDP) -> Reply:
-        packet = bytes(packet)
-        if len(packet) < HEADER_BYTES:
-            return Reply(None, DROPPED, detail=f"{len(packet)} bytes: shorter than a DNS header")
-        qid, flags, qdcount, ancount, nscount, arcount = struct.unpack("!6H", packet[:HEADER_BYTES])
-        if flags & _QR:
-            return Reply(None, DROPPED, qid, detail="QR=1: a response, not a query")
-        opcode = (flags >> 11) & 0xF
-        if opcode != 0:
-            return _bare(qid, flags, NOTIMP, f"opcode {opcode} is not QUERY")
-        try:
-            query = parse_query(packet, qid, flags, (qdcount, ancount, nscount, arcount))
-        except Malformed as err:
-            return _bare(qid, flags, FORMERR, str(err))
+        query = read_query(packet)
+        if isinstance(query, Reply):
+            return query
         return self._decide(query, transport)
 
     def _decide(self, query: Query, transport: Transport) -> Reply:
-        if query.edns is not None and query.edns.version != 0:
-            return self._reply(query, BADVERS, transport, detail=f"EDNS version {query.edns.version}")
-        if query.qtype == 0 or query.qclass == 0 or query.qtype == QTYPE.OPT:
-            return self._reply(query, FORMERR, transport, detail="QTYPE/QCLASS 0 or OPT is not a question")
-        if query.qclass != CLASS.IN:
-            return self._reply(query, REFUSED, transport, detail=f"class {_class_name(query.qclass)} is not served")
-        if query.qtype in _ZONE_TRANSFERS:
-            return self._reply(query, REFUSED, transport, detail="zone transfers are not offered")
-        if query.qtype in _MAIL_META:
-            return self._reply(query, NOTIMP, transport, detail="MAILA/MAILB are obsolete")
-        if not self.zone.contains(key(query.qname)):
-            return self._reply(query, REFUSED, transport, detail=f"not in zone {self.zone.origin}")
+        refusal = screen(query)
+        if refusal is not None:
+            return build_reply(query, refusal[0], transport, detail=refusal[1])
+        name = key(query.qname)
+        if not self.zone.contains(name):
+            return build_reply(query, REFUSED, transport, detail=f"not in zone {self.zone.origin}")
+        cut = self.zone.delegation(name)
+        if cut is not None and not (cut == name and query.qtype == QTYPE.DS):
+            return self._referral(query, cut, transport)
         rcode, answers, authority = self._lookup(query)
-        return self._reply(query, rcode, transport, answers, authority, authoritative=True)
+        additional = self._addresses_of(answers) if query.qtype == QTYPE.NS else []
+        return build_reply(query, rcode, transport, answers, authority, additional, authoritative=True)
+
+    def _referral(self, query: Query, cut: Key, transport: Transport) -> Reply:
+        """Below a zone cut: NOERROR without AA, the cut's NS in authority, their in-zone addresses as glue."""
+        ns = list(self.zone.rrset(cut, QTYPE.NS))
+        glue = self._addresses_of(ns)
+        return build_reply(query, NOERROR, transport, [], ns, glue, detail=f"referral to {ns[0].rname}")
+
+    def _addresses_of(self, ns_records: list[RR]) -> list[RR]:
+        glue: list[RR] = []
+        for rr in ns_records:
+            if rr.rtype not in (QTYPE.NS, QTYPE.MX):
+                continue
+            target = key(rr.rdata.label if rr.rtype == QTYPE.NS else rr.rdata.mx)
+            if self.zone.contains(target):
+                glue += self.zone.rrset(target, QTYPE.A) + self.zone.rrset(target, QTYPE.AAAA)
+        return glue
 
     def _lookup(self, query: Query) -> tuple[int, list[RR], list[RR]]:
-        """rcode, answer and authority sections for a name inside the zone."""
+        """rcode, answer and authority sections for a name inside the zone, above any cut."""
         owner, name = query.qname, key(query.qname)
         answers: list[RR] = []
         for _ in range(MAX_CNAME_HOPS):
@@ -159,7 +163,7 @@ class Authority:
             answers += _renamed(cname, owner)
             owner = cname[0].rdata.label
             name = key(owner)
-            if not self.zone.contains(name):
+            if not self.zone.contains(name) or self.zone.delegation(name) is not None:
                 return NOERROR, answers, []  # the target's zone is someone else's to answer
         return SERVFAIL, answers, []  # a CNAME chain longer than MAX_CNAME_HOPS (or a loop)
 
@@ -172,26 +176,63 @@ class Authority:
         soa = self.zone.soa
         return RR(soa.rname, soa.rtype, soa.rclass, self.zone.negative_ttl_s, soa.rdata)
 
-    def _reply(
-        self,
-        query: Query,
-        rcode: int,
-        transport: Transport,
-        answers: list[RR] | None = None,
-        authority: list[RR] | None = None,
-        authoritative: bool = False,
-        detail: str = "",
-    ) -> Reply:
-        record = _record(query, rcode, authoritative, answers or [], authority or [])
-        wire = record.pack()
-        limit = _size_limit(query, transport)
-        truncated = len(wire) > limit
-        if truncated:
-            record = _record(query, rcode, authoritative, [], [])
-            record.header.tc = 1
-            wire = record.pack()
-        qtype = QTYPE[query.qtype]
-        return Reply(wire, RCODE_NAMES[rcode], query.id, str(query.qname), qtype, detail, truncated)
+
+def read_query(packet: bytes) -> Query | Reply:
+    """The query in `packet`, or the Reply (maybe no reply at all) for a message that is not a usable query."""
+    packet = bytes(packet)
+    if len(packet) < HEADER_BYTES:
+        return Reply(None, DROPPED, detail=f"{len(packet)} bytes: shorter than a DNS header")
+    qid, flags, qdcount, ancount, nscount, arcount = struct.unpack("!6H", packet[:HEADER_BYTES])
+    if flags & _QR:
+        return Reply(None, DROPPED, qid, detail="QR=1: a response, not a query")
+    opcode = (flags >> 11) & 0xF
+    if opcode != 0:
+        return _bare(qid, flags, NOTIMP, f"opcode {opcode} is not QUERY")
+    try:
+        return parse_query(packet, qid, flags, (qdcount, ancount, nscount, arcount))
+    except Malformed as err:
+        return _bare(qid, flags, FORMERR, str(err))
+
+
+def screen(query: Query) -> tuple[int, str] | None:
+    """(rcode, why) for a well-formed query no server here answers with data; None when it may be answered."""
+    if query.edns is not None and query.edns.version != 0:
+        return BADVERS, f"EDNS version {query.edns.version}"
+    if query.qtype == 0 or query.qclass == 0 or query.qtype == QTYPE.OPT:
+        return FORMERR, "QTYPE/QCLASS 0 or OPT is not a question"
+    if query.qclass != CLASS.IN:
+        return REFUSED, f"class {_class_name(query.qclass)} is not served"
+    if query.qtype in _ZONE_TRANSFERS:
+        return REFUSED, "zone transfers are not offered"
+    if query.qtype in _MAIL_META:
+        return NOTIMP, "MAILA/MAILB are obsolete"
+    return None
+
+
+def build_reply(
+    query: Query,
+    rcode: int,
+    transport: Transport,
+    answers: list[RR] | None = None,
+    authority: list[RR] | None = None,
+    additional: list[RR] | None = None,
+    authoritative: bool = False,
+    detail: str = "",
+    recursion_available: bool = False,
+) -> Reply:
+    """The reply to `query`, cut to header + question (+ OPT) with TC when it does not fit the transport."""
+    sections = (answers or [], authority or [], additional or [])
+    record = _record(query, rcode, authoritative, *sections)
+    record.header.ra = int(recursion_available)
+    wire = bytes(record.pack())
+    truncated = len(wire) > _size_limit(query, transport)
+    if truncated:
+        record = _record(query, rcode, authoritative, [], [], [])
+        record.header.ra = int(recursion_available)
+        record.header.tc = 1
+        wire = bytes(record.pack())
+    qtype = QTYPE[query.qtype]
+    return Reply(wire, RCODE_NAMES[rcode], query.id, str(query.qname), qtype, detail, truncated)
 
 
 def parse_query(packet: bytes, qid: int, flags: int, counts: tuple[int, int, int, int]) -> Query:
@@ -271,11 +312,14 @@ def _size_limit(query: Query, transport: Transport) -> int:
     return min(query.edns.payload_bytes, UDP_EDNS_CAP_BYTES)
 
 
-def _record(query: Query, rcode: int, authoritative: bool, answers: list[RR], authority: list[RR]) -> DNSRecord:
+def _record(
+    query: Query, rcode: int, authoritative: bool, answers: list[RR], authority: list[RR], additional: list[RR]
+) -> DNSRecord:
     header = DNSHeader(id=query.id, qr=1, opcode=0, aa=int(authoritative), rcode=rcode & 0xF)
     header.rd = int(bool(query.flags & _RD))
     header.cd = int(bool(query.flags & _CD))
-    record = DNSRecord(header, q=DNSQuestion(query.qname, query.qtype, query.qclass), rr=answers, auth=authority)
+    question = DNSQuestion(query.qname, query.qtype, query.qclass)
+    record = DNSRecord(header, q=question, rr=answers, auth=authority, ar=list(additional))
     if query.edns is not None:
         flags = "do" if query.edns.do else ""
         record.add_ar(EDNS0(ext_rcode=rcode >> 4, version=0, flags=flags, udp_len=UDP_EDNS_CAP_BYTES))

@@ -62,6 +62,18 @@ class Zone:
     records: Mapping[Key, tuple[RR, ...]]
     names: frozenset[Key]  # owners and the empty non-terminals between them and the apex
     source: str
+    cuts: frozenset[Key] = frozenset()  # names below the apex that own NS records: delegations
+
+    def delegation(self, name: Key) -> Key | None:
+        """The zone cut at or above `name` (the one nearest the apex), or None if `name` is ours."""
+        if not self.cuts:
+            return None
+        apex = len(key(self.origin))
+        for depth in range(apex + 1, len(name) + 1):
+            cut = name[len(name) - depth :]
+            if cut in self.cuts:
+                return cut
+        return None
 
     def contains(self, name: Key) -> bool:
         """Is `name` at or below the apex (inside this zone's authority)?"""
@@ -83,8 +95,18 @@ class Zone:
         return int(min(self.soa.ttl, self.soa.rdata.times[-1]))
 
 
+def default_origin(path: str | Path) -> str:
+    """The origin a zone file's name suggests: `foobar.com.zone` -> `foobar.com.`, `root.zone` -> `.`."""
+    stem = Path(path).name.removesuffix(".zone").removesuffix(".db").strip(".")
+    return "." if stem in ("", "root") else f"{stem}."
+
+
 def load(path: str | Path, origin: str = "") -> Zone:
-    """Read a zone file; `origin` is the starting $ORIGIN (a file's own $ORIGIN wins)."""
+    """Read a zone file; `origin` is the starting $ORIGIN.
+
+    A file's own $ORIGIN wins; without one, an absolute owner on the first record (the SOA) is the
+    origin; without that, `origin`, or else the one the file's name suggests (`default_origin`).
+    """
     file = Path(path)
     source = str(file)
     try:
@@ -97,11 +119,29 @@ def load(path: str | Path, origin: str = "") -> Zone:
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:
         raise ZoneError(source, data[: err.start].count(b"\n") + 1, "not UTF-8 text") from None
-    return parse(text, origin, source)
+    return parse(text, origin or default_origin(file), source)
 
 
 def parse(text: str, origin: str = "", source: str = "<zone>") -> Zone:
     """Parse master-format text; raise ZoneError naming the line of the first problem."""
+    return _assemble(_read_records(text, _implied_origin(text, source) or origin, source), source)
+
+
+def _implied_origin(text: str, source: str) -> str | None:
+    """The first record's owner when it is absolute and no $ORIGIN comes before it."""
+    for _, body in _logical_records(text, source):
+        tokens = _tokens(body)
+        if not tokens:
+            continue
+        if tokens[0].upper() == "$ORIGIN" or body[:1] in (" ", "\t"):
+            return None
+        if tokens[0].startswith("$"):
+            continue
+        return tokens[0] if tokens[0].endswith(".") else None
+    return None
+
+
+def _read_records(text: str, origin: str, source: str) -> list[tuple[int, RR]]:
     state = _State(DNSLabel(origin), 0, None)
     records: list[tuple[int, RR]] = []
     for line, body in _logical_records(text, source):
@@ -114,7 +154,38 @@ def parse(text: str, origin: str = "", source: str = "<zone>") -> Zone:
         rr = _record(state, body, tokens, source, line)
         state.owner = rr.rname
         records.append((line, rr))
-    return _assemble(records, source)
+    return records
+
+
+@dataclass(frozen=True)
+class Hint:
+    """One root server from a hints file: its name and addresses."""
+
+    name: DNSLabel
+    addresses: tuple[str, ...]
+
+
+def load_hints(path: str | Path) -> tuple[Hint, ...]:
+    """Read a root hints file (NS records for `.` and the servers' A records); ZoneError names file:line."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise ZoneError(str(file), 0, f"cannot read: {err}") from None
+    records = _read_records(text, ".", str(file))
+    servers: dict[Key, DNSLabel] = {}
+    addresses: dict[Key, list[str]] = {}
+    for line, rr in records:
+        if rr.rtype == QTYPE.NS and not rr.rname.label:
+            servers.setdefault(key(rr.rdata.label), rr.rdata.label)
+        elif rr.rtype == QTYPE.A:
+            addresses.setdefault(key(rr.rname), []).append(str(rr.rdata))
+        else:
+            raise ZoneError(str(file), line, f"hints hold NS records for '.' and A records, not {QTYPE[rr.rtype]}")
+    hints = tuple(Hint(name, tuple(addresses.get(k, ()))) for k, name in servers.items())
+    if not any(h.addresses for h in hints):
+        raise ZoneError(str(file), 1, "no root server with an address (an NS for '.' and its A record)")
+    return hints
 
 
 @dataclass
@@ -248,7 +319,9 @@ def _assemble(records: list[tuple[int, RR]], source: str) -> Zone:
     apex = len(key(soa.rname))
     names = {name[i:] for name in by_name for i in range(len(name) - apex + 1)}
     records_map = {name: tuple(rrs) for name, rrs in by_name.items()}
-    return Zone(soa.rname, soa, records_map, frozenset(names), source)
+    apex_key = key(soa.rname)
+    cuts = frozenset(n for n, rrs in by_name.items() if n != apex_key and any(rr.rtype == QTYPE.NS for rr in rrs))
+    return Zone(soa.rname, soa, records_map, frozenset(names), source, cuts)
 
 
 def _check_label_lengths(name: DNSLabel, source: str, line: int) -> None:

@@ -4,9 +4,9 @@ Theory of operation
 -------------------
 A firewall here is a TCP proxy that owns the public address of the host it
 guards.  For every new connection the shell asks `ConnectionTable.open(src,
-dst, now)`; the table applies the topology's rules (`Firewall.decide`: first
-match wins, then the policy), then its own limits, and returns a tracked
-`Connection` whose `command` tells the shell what to do:
+dst, now)`; the table evaluates its `RuleSet` (ruleset.py: first match wins,
+then the policy), then its own limits, and returns a tracked `Connection`
+whose `command` tells the shell what to do:
 
     action   limit reached?            command   what the client sees
     accept   no                        RELAY     bytes relayed both ways
@@ -21,10 +21,19 @@ backlog), so the nearest equivalent is to say nothing and hold the socket until
 the client gives up or `drop_hold_s` passes.  Held sockets are bounded by
 `max_held` so a flood of dropped sources cannot exhaust file descriptors.
 
+This is connection tracking: a connection is decided once, when it is new;
+from then on the shell relays it without asking the rules again, so replacing
+the rule set (`replace`, on reload) changes what happens to new connections
+only, while tracked ones keep flowing.  The table is bounded (`max_relayed`
+tracked relays, `max_held` held drops) and knows how many connections each
+source has, which `ct count` rules use.
+
 While the shell relays it reports bytes (`count`) and the upstream 4-tuple;
-`close` ends the connection and returns the finished record, which the shell
-logs, counts and, with capture on, writes to the index.  Time is passed in as
-wall-clock seconds (`now`): this module never reads a clock.
+`close` ends the connection, adds its bytes to the counter of the rule that
+accepted it (if that rule set is still the current one, the listing shows
+it), and returns the finished record, which the shell logs, counts and, with
+capture on, writes to the index.  Time is passed in as wall-clock seconds
+(`now`): this module never reads a clock.
 """
 
 from __future__ import annotations
@@ -32,7 +41,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-from foobar_ref.topology import Firewall
+from foobar_ref.firewall.ruleset import Counter, Packet, RuleSet
 
 DROP_HOLD_S = 30.0
 IDLE_TIMEOUT_S = 300.0
@@ -86,11 +95,13 @@ class Connection:
     bytes_out: int = 0
     ended: float | None = None
     reason: str = ""
+    counter: Counter | None = field(default=None, repr=False)  # the deciding rule's (bytes added at close)
+    log_prefixes: tuple[str, ...] = ()  # one log line per matching `log` statement
 
-    def kernel_line(self) -> str:
+    def kernel_line(self, prefix: str = "") -> str:
         """The decision in the style of the kernel's netfilter LOG target."""
         return (
-            f"SRC={self.src[0]} DST={self.dst[0]} PROTO=TCP SPT={self.src[1]} DPT={self.dst[1]} "
+            f"{prefix}SRC={self.src[0]} DST={self.dst[0]} PROTO=TCP SPT={self.src[1]} DPT={self.dst[1]} "
             f"ACTION={self.action} RULE={self.rule}"
         )
 
@@ -120,13 +131,14 @@ def _tuple_text(pair: tuple[Address, Address] | None) -> str | None:
 
 @dataclass
 class ConnectionTable:
-    """The firewall's state: decisions, tracked connections, and the limits on them."""
+    """The firewall's state: the rule set, tracked connections, and the limits on them."""
 
-    firewall: Firewall
+    ruleset: RuleSet
     limits: Limits = field(default_factory=Limits)
     next_id: int = 1
     connections: dict[int, Connection] = field(default_factory=dict)
     _active: dict[Command, int] = field(default_factory=lambda: dict.fromkeys(Command, 0))
+    _per_source: dict[str, int] = field(default_factory=dict)
 
     @property
     def held(self) -> int:
@@ -136,18 +148,31 @@ class ConnectionTable:
     def relayed(self) -> int:
         return self._active[Command.RELAY]
 
+    def from_source(self, ip: str) -> int:
+        return self._per_source.get(ip, 0)
+
+    def replace(self, ruleset: RuleSet) -> None:
+        """A new rule set for new connections; tracked ones are not decided again."""
+        self.ruleset = ruleset
+
     def open(self, src: Address, dst: Address, now: float) -> Connection:
         """Decide a new connection and start tracking it."""
-        action, rule = self.firewall.decide(src[0], dst[1])
-        command = {"accept": Command.RELAY, "reject": Command.RESET, "drop": Command.HOLD}[action]
+        packet = Packet(src[0], src[1], dst[0], dst[1], now, self._per_source.get(src[0], 0))
+        decision = self.ruleset.evaluate(packet)
+        action, rule = decision.action, decision.label
+        command = _COMMANDS[action]
         if command is Command.RELAY and self.relayed >= self.limits.max_relayed:
             action, rule, command = "reject", f"limit: {self.limits.max_relayed} relayed connections", Command.RESET
         elif command is Command.HOLD and self.held >= self.limits.max_held:
             rule, command = f"{rule} (limit: {self.limits.max_held} held, closed)", Command.CLOSE
         conn = Connection(self.next_id, src, dst, action, rule, command, started=now)
+        conn.counter = self.ruleset.counter_of(decision.rule)
+        if decision.logged:
+            conn.log_prefixes = tuple(r.log_prefix or "" for r in decision.logged)
         self.next_id += 1
         self.connections[conn.id] = conn
         self._active[command] += 1
+        self._per_source[src[0]] = self._per_source.get(src[0], 0) + 1
         return conn
 
     def connected(self, conn: Connection, source: Address, target: Address) -> None:
@@ -164,9 +189,18 @@ class ConnectionTable:
         """Stop tracking; the first reason given is kept."""
         if self.connections.pop(conn.id, None) is not None:
             self._active[conn.command] -= 1
+            left = self._per_source.pop(conn.src[0], 1) - 1
+            if left:
+                self._per_source[conn.src[0]] = left
             conn.ended = now
             conn.reason = conn.reason or reason
+            if conn.counter is not None:
+                conn.counter.bytes_in += conn.bytes_in
+                conn.counter.bytes_out += conn.bytes_out
         return conn
+
+
+_COMMANDS = {"accept": Command.RELAY, "reject": Command.RESET, "drop": Command.HOLD}
 
 
 def proxy_v1_line(client: Address, local: Address) -> bytes:

@@ -6,8 +6,9 @@ before anything sends it traffic:
 1. firewalls: they only relay, and the replica's connection to the primary
    crosses firewall-2;
 2. MariaDB primaries, then replicas (set up after their primary is ready);
-3. dns, then the stores, the web servers and last the balancers, so the
-   site's entry point opens only when everything behind it answers.
+3. the authoritative DNS servers, then the resolver that asks them;
+4. the stores, the web servers and last the balancers, so the site's entry
+   point opens only when everything behind it answers.
 
 `down` stops them in the reverse order.
 """
@@ -20,8 +21,24 @@ from pathlib import Path
 
 from foobar_ref.topology import Topology
 
-_MODULE = {"firewall": "firewall", "dns": "dns", "balancer": "balancer", "web": "web", "store": "store"}
-_ORDER = {"firewall": 0, "mariadb-primary": 1, "mariadb-replica": 2, "dns": 3, "store": 4, "web": 5, "balancer": 6}
+_MODULE = {
+    "firewall": "firewall",
+    "authoritative": "dns",
+    "resolver": "dns",
+    "balancer": "balancer",
+    "web": "web",
+    "store": "store",
+}
+_ORDER = {
+    "firewall": 0,
+    "mariadb-primary": 1,
+    "mariadb-replica": 2,
+    "authoritative": 3,
+    "resolver": 4,
+    "store": 5,
+    "web": 6,
+    "balancer": 7,
+}
 
 
 @dataclass(frozen=True)
@@ -107,7 +124,7 @@ def _service(topo: Topology, state: StatePaths, name: str, python: str) -> HopSp
     argv = _base(topo, state, _MODULE[svc.kind], name, python)
     if svc.kind == "balancer":
         argv += ("--cert", str(state.certs / "site.crt"), "--key", str(state.certs / "site.key"))
-    if svc.kind == "dns":
+    if svc.kind in ("authoritative", "resolver"):
         binds += tuple(("udp", ip, p) for p in ports)
         listen += tuple(f"{ip}:{p}/udp" for p in ports)
     return HopSpec(name, svc.kind, argv, listen, binds)

@@ -3,43 +3,48 @@
 A Unix socket is reachable only from this machine's file system, never from an
 address on 127.0.0.0/8, so it needs no firewall rule and cannot be scraped from
 the "internet".  `foobar-ref status` and the tests read counters through it.
+
+A hop may answer more on the same socket: `routes` maps (method, path) to an
+async handler returning (status code, text body), e.g. the firewall's
+`GET /ruleset` or `POST /reload`; `request(path, method, target)` is the
+blocking client for them.
 """
 
 from __future__ import annotations
 
 import functools
-import os
 import socket
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 
 import trio
 
 from foobar_ref.observe.metrics import Metrics
+from foobar_ref.runtime.admin_socket import admin_socket_path, bind_admin_socket
+
+__all__ = ["admin_socket_path", "bind_admin_socket", "serve_admin", "read_metrics", "request"]
 
 READ_TIMEOUT_S = 5.0
 MAX_REQUEST_BYTES = 8192
+MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 409: "Conflict", 500: "Internal Server Error"}
+
+Route = Callable[[], Awaitable[tuple[int, bytes]]]
+Routes = Mapping[tuple[str, str], Route]
 
 
-def admin_socket_path(state_dir: Path, hop: str) -> Path:
-    return state_dir / "run" / f"{hop}.admin.sock"
-
-
-async def serve_admin(path: Path, metrics: Metrics) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.exists():
-        path.unlink()
-    sock = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
-    await sock.bind(str(path))
-    os.chmod(path, 0o600)
-    sock.listen(16)
-    listener = trio.SocketListener(sock)
+async def serve_admin(where: Path | socket.socket, metrics: Metrics, routes: Routes | None = None) -> None:
+    """Serve on a socket bound by `bind_admin_socket` (or bind `where` now, if it is a path)."""
+    bound = bind_admin_socket(where) if isinstance(where, Path) else where
+    path = Path(bound.getsockname())
+    listener = trio.SocketListener(trio.socket.from_stdlib_socket(bound))
     try:
-        await trio.serve_listeners(functools.partial(_answer, metrics=metrics), [listener])
+        await trio.serve_listeners(functools.partial(_answer, metrics=metrics, routes=routes or {}), [listener])
     finally:
         path.unlink(missing_ok=True)
 
 
-async def _answer(stream: trio.SocketStream, metrics: Metrics) -> None:
+async def _answer(stream: trio.SocketStream, metrics: Metrics, routes: Routes) -> None:
     request = b""
     with trio.move_on_after(READ_TIMEOUT_S):
         while b"\r\n\r\n" not in request and len(request) < MAX_REQUEST_BYTES:
@@ -47,10 +52,17 @@ async def _answer(stream: trio.SocketStream, metrics: Metrics) -> None:
             if not chunk:
                 break
             request += chunk
+    method, _, rest = request.partition(b" ")
+    target = rest.partition(b" ")[0].partition(b"?")[0].decode("ascii", "replace")
+    route = routes.get((method.decode("ascii", "replace"), target))
     if request.startswith(b"GET /metrics"):
         body, status = metrics.exposition(), b"200 OK"
+    elif route is not None:
+        code, body = await route()
+        status = f"{code} {REASONS.get(code, 'Status')}".encode()
     else:
-        body, status = b"only GET /metrics here\n", b"404 Not Found"
+        known = ", ".join(["GET /metrics", *(f"{m} {p}" for m, p in routes)])
+        body, status = f"not here (this socket answers: {known})\n".encode(), b"404 Not Found"
     head = b"HTTP/1.1 " + status + b"\r\nContent-Type: text/plain; version=0.0.4\r\n"
     head += b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body)
     try:
@@ -70,3 +82,20 @@ def read_metrics(path: Path, timeout_s: float = 5.0) -> str:
             data += chunk
     head, _, body = data.partition(b"\r\n\r\n")
     return body.decode()
+
+
+def request(path: Path, method: str, target: str, timeout_s: float = 10.0) -> tuple[int, bytes]:
+    """Blocking client for a hop's admin routes: (status code, body)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout_s)
+        sock.connect(str(path))
+        sock.sendall(f"{method} {target} HTTP/1.1\r\nHost: admin\r\nContent-Length: 0\r\n\r\n".encode())
+        data = b""
+        while len(data) <= MAX_RESPONSE_BYTES and (chunk := sock.recv(65536)):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    try:
+        code = int(head.split(b" ", 2)[1])
+    except (IndexError, ValueError):
+        raise OSError(f"not an HTTP answer from {path}: {head[:80]!r}") from None
+    return code, body

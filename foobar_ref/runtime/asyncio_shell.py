@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import signal
 import socket
 import sys
@@ -38,6 +37,9 @@ from typing import Any
 import h11
 
 from foobar_ref.observe.metrics import Metrics
+from foobar_ref.runtime.admin_socket import admin_socket_path, bind_admin_socket
+
+__all__ = ["admin_socket_path", "bind_admin_socket", "serve_admin", "run_hop", "Listener", "open_tcp_listener"]
 from foobar_ref.wire.http import MAX_BODY_BYTES, HttpError, Message, read_message
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -228,17 +230,11 @@ async def read_request(
 # --- admin socket ---------------------------------------------------------------------
 
 
-def admin_socket_path(state_dir: Path, hop: str) -> Path:
-    """Same place as runtime.admin.admin_socket_path (that module imports trio; the store does not)."""
-    return state_dir / "run" / f"{hop}.admin.sock"
-
-
-async def serve_admin(path: Path, metrics: Metrics) -> None:
-    """GET /metrics on a Unix socket (see runtime/admin.py, its trio twin)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.unlink(missing_ok=True)
-    server = await asyncio.start_unix_server(lambda r, w: _answer_admin(r, w, metrics), path=str(path))
-    os.chmod(path, 0o600)
+async def serve_admin(where: Path | socket.socket, metrics: Metrics) -> None:
+    """GET /metrics on a Unix socket (see runtime/admin.py, its trio twin), bound before READY."""
+    bound = bind_admin_socket(where) if isinstance(where, Path) else where
+    path = Path(bound.getsockname())
+    server = await asyncio.start_unix_server(lambda r, w: _answer_admin(r, w, metrics), sock=bound)
     try:
         async with server:
             await server.serve_forever()

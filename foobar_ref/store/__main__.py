@@ -11,7 +11,14 @@ import argparse
 import sys
 
 from foobar_ref.observe.metrics import Metrics
-from foobar_ref.runtime.asyncio_shell import Listener, admin_socket_path, open_tcp_listener, run_hop, serve_admin
+from foobar_ref.runtime.asyncio_shell import (
+    Listener,
+    admin_socket_path,
+    bind_admin_socket,
+    open_tcp_listener,
+    run_hop,
+    serve_admin,
+)
 from foobar_ref.runtime.cli_args import parse_hop_args
 from foobar_ref.store import core, repo
 from foobar_ref.store.shell import REQUEST_TIMEOUT_S, StoreServer
@@ -41,7 +48,7 @@ def main() -> None:
 
     def build():  # type: ignore[no-untyped-def]
         listener = open_tcp_listener(*topo.listen(hop, "http"))
-        admin = admin_socket_path(args.state_dir, hop)
+        admin = bind_admin_socket(admin_socket_path(args.state_dir, hop))
         return [Listener(listener, server.handle, allowed)], [lambda: serve_admin(admin, metrics)]
 
     run_hop(hop, build, metrics, on_stop=repository.close)

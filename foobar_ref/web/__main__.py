@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from foobar_ref.observe.metrics import Metrics
-from foobar_ref.runtime.admin import admin_socket_path, serve_admin
+from foobar_ref.runtime.admin import admin_socket_path, bind_admin_socket, serve_admin
 from foobar_ref.runtime.cli_args import parse_hop_args
 from foobar_ref.runtime.trio_shell import Listener, open_tcp_listener, run_hop
 from foobar_ref.web.shell import WebServer
@@ -19,7 +19,7 @@ def main() -> None:
 
     def build():  # type: ignore[no-untyped-def]
         listener = open_tcp_listener(*topo.listen(hop, "http"))
-        admin = admin_socket_path(args.state_dir, hop)
+        admin = bind_admin_socket(admin_socket_path(args.state_dir, hop))
         return [Listener(listener, server.handle, allowed)], [lambda: serve_admin(admin, metrics)]
 
     run_hop(hop, build, metrics)

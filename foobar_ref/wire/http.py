@@ -10,10 +10,12 @@ an asyncio reader or a test's list of chunks.  It returns one whole message
 
 - h11's own protocol errors keep h11's status hint (400, 431, 501 ...);
 - a body larger than `max_body_bytes` is refused with 413 before it is read
-  (a declared Content-Length is checked up front);
-- checks h11 leaves to us (see reliability-matrix [P2]): Transfer-Encoding and
-  Content-Length together, an HTTP version other than 1.x, a request target
-  that is not origin-form.
+  (a declared Content-Length, or the size of the chunk being read, is checked
+  up front);
+- the checks h11 leaves to us (reliability-matrix [P1], [P2]) live in
+  `head_checks`: head size limits on the raw bytes of a request (414, 431),
+  obs-fold, versions other than 1.x (505), CONNECT/TRACE (405), targets that
+  are not origin-form, ambiguous framing.
 
 Callers bound the whole read with their loop's timeout (trio.fail_after or
 asyncio.wait_for) and answer 408 when it fires.
@@ -32,7 +34,16 @@ from dataclasses import dataclass
 
 import h11
 
-MAX_HEAD_BYTES = 16 * 1024
+from foobar_ref.wire.errors import HttpError
+from foobar_ref.wire.head_checks import (
+    MAX_HEAD_BYTES,
+    RequestHeadGuard,
+    check_request_head,
+    check_response_head,
+)
+
+__all__ = ["HttpError", "MAX_HEAD_BYTES"]
+
 MAX_BODY_BYTES = 1024 * 1024
 RECEIVE_CHUNK = 64 * 1024
 
@@ -63,15 +74,6 @@ _REASONS = {
 }
 
 
-class HttpError(Exception):
-    """A message we must refuse; `status` is what to answer (h11's hint style)."""
-
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
-
-
 @dataclass
 class Message:
     """One whole request or response: the h11 head event and the body bytes."""
@@ -94,52 +96,84 @@ def new_connection(role: type[h11.CLIENT] | type[h11.SERVER]) -> h11.Connection:
 
 async def read_message(conn: h11.Connection, receive: Receive, max_body_bytes: int = MAX_BODY_BYTES) -> Message | None:
     """Read one whole message; None when the peer closed cleanly between messages."""
-    head: h11.Request | h11.Response | None = None
-    body = bytearray()
+    reading = _Reading(conn, max_body_bytes)
     while True:
-        try:
-            event = conn.next_event()
-        except h11.RemoteProtocolError as err:
-            raise HttpError(err.error_status_hint, str(err)) from None
+        reading.check_chunk()
+        event = _next_event(conn)
         if event is h11.NEED_DATA:
-            if conn.they_are_waiting_for_100_continue:
-                pass  # we never send 100-continue: the client sends the body after a short wait
+            # we never send 100-continue: a client waiting for it sends the body after a short wait
             data = await receive(RECEIVE_CHUNK)
+            reading.received(data)
             conn.receive_data(data)
-            if not data and head is None and conn.their_state in (h11.IDLE, h11.DONE):
+            if not data and reading.head is None and conn.their_state in (h11.IDLE, h11.DONE):
                 return None
             continue
-        if isinstance(event, h11.InformationalResponse):
-            continue
-        if isinstance(event, h11.Request | h11.Response):
-            head = event
-            _check_head(event, max_body_bytes)
+        if isinstance(event, h11.ConnectionClosed) and reading.head is None:
+            return None
+        message = reading.take(event)
+        if message is not None:
+            return message
+
+
+def _next_event(conn: h11.Connection) -> h11.Event | type[h11.NEED_DATA] | type[h11.PAUSED]:
+    try:
+        event = conn.next_event()
+    except h11.RemoteProtocolError as err:
+        raise HttpError(err.error_status_hint, str(err)) from None
+    if event is h11.PAUSED:
+        raise HttpError(400, "the connection is switching protocols")
+    return event
+
+
+class _Reading:
+    """One message being assembled from h11 events, with the checks h11 leaves to us."""
+
+    def __init__(self, conn: h11.Connection, max_body_bytes: int) -> None:
+        self.conn = conn
+        self.max_body_bytes = max_body_bytes
+        self.head: h11.Request | h11.Response | None = None
+        self.body = bytearray()
+        self.guard = RequestHeadGuard() if conn.our_role is h11.SERVER else None
+        self.received(conn.trailing_data[0])  # a pipelined request's first bytes, already buffered
+
+    def received(self, data: bytes) -> None:
+        """Raw bytes about to go to h11: a request head's limits apply before h11 parses it."""
+        if self.guard is not None and self.head is None:
+            self.guard.feed(data)
+
+    def check_chunk(self) -> None:
+        """A chunk size h11 has read counts against the body limit before its bytes arrive."""
+        if self.head is not None and len(self.body) + _promised_chunk_bytes(self.conn) > self.max_body_bytes:
+            raise HttpError(413, f"chunked body larger than {self.max_body_bytes} bytes")
+
+    def take(self, event: object) -> Message | None:
+        if isinstance(event, h11.Request):
+            check_request_head(event, self.max_body_bytes)
+            self.head = event
+        elif isinstance(event, h11.Response):
+            check_response_head(event, self.max_body_bytes)
+            self.head = event
         elif isinstance(event, h11.Data):
-            body += event.data
-            if len(body) > max_body_bytes:
-                raise HttpError(413, f"body larger than {max_body_bytes} bytes")
+            self.body += event.data
+            if len(self.body) > self.max_body_bytes:
+                raise HttpError(413, f"body larger than {self.max_body_bytes} bytes")
         elif isinstance(event, h11.EndOfMessage):
-            assert head is not None
-            return Message(head, bytes(body))
-        elif isinstance(event, h11.ConnectionClosed):
-            if head is None:
-                return None
+            assert self.head is not None
+            return Message(self.head, bytes(self.body))
+        elif isinstance(event, h11.ConnectionClosed) and self.head is not None:
             raise HttpError(400, "connection closed in the middle of a message")
+        return None  # InformationalResponse
 
 
-def _check_head(head: h11.Request | h11.Response, max_body_bytes: int) -> None:
-    names = [k for k, _ in head.headers]
-    if b"transfer-encoding" in names and b"content-length" in names:
-        raise HttpError(400, "both Transfer-Encoding and Content-Length (request smuggling guard)")
-    if head.http_version not in (b"1.1", b"1.0"):
-        raise HttpError(505, f"HTTP/{head.http_version.decode()} is not supported")
-    if head.http_version == b"1.0" and b"transfer-encoding" in names:
-        raise HttpError(400, "Transfer-Encoding in an HTTP/1.0 message")
-    if isinstance(head, h11.Request) and not head.target.startswith(b"/"):
-        raise HttpError(400, "request target must be origin-form (/path)")
-    length = next((v for k, v in head.headers if k == b"content-length"), None)
-    if length is not None and int(length) > max_body_bytes:
-        raise HttpError(413, f"declared body of {int(length)} bytes, limit {max_body_bytes}")
+def _promised_chunk_bytes(conn: h11.Connection) -> int:
+    """Bytes still due in the chunk h11 is reading: 0 outside a chunked body.
+
+    h11 keeps this count private (ChunkedReader._bytes_in_chunk); a chunk size of
+    20 hex digits is legal to it, so without a look the body cap would only
+    bite after a megabyte arrived.  tests/wire pins this (row H-14c).
+    """
+    count = getattr(getattr(conn, "_reader", None), "_bytes_in_chunk", 0)
+    return count if isinstance(count, int) else 0
 
 
 def response_bytes(

@@ -119,6 +119,7 @@ class FakeWeb:
     name: str
     ip: str
     seen: list[Seen] = field(default_factory=list)
+    received: bytearray = field(default_factory=bytearray)  # every raw byte, all connections
 
     def __post_init__(self) -> None:
         self.listener = socket.socket()
@@ -156,7 +157,9 @@ class FakeWeb:
         while True:
             event = conn.next_event()
             if event is h11.NEED_DATA:
-                conn.receive_data(sock.recv(65536))
+                data = sock.recv(65536)
+                self.received += data
+                conn.receive_data(data)
             elif isinstance(event, h11.Request):
                 request = event
             elif isinstance(event, h11.Data):
@@ -236,13 +239,13 @@ class LbPlan:
 
 
 def write_topology(folder: Path, plan: LbPlan) -> Path:
-    zone = folder / "test.zone"
-    zone.write_text("$ORIGIN foobar.com.\n")
+    (folder / "test.hints").write_text(". 3600 IN NS a.root.test.\na.root.test. 3600 IN A 127.0.53.54\n")
     lines = [
         '[site]\ndomain = "foobar.com"\nentry = "lb-01"\n',
         '[[hosts]]\nname = "client"\nrole = "client"\naddress = "127.0.53.100"\n',
         '[[hosts]]\nname = "dns"\nrole = "dns"\naddress = "127.0.53.53"',
-        '  [[hosts.services]]\n  name = "dns"\n  kind = "dns"\n  ports = { dns = 53 }\n  zone_file = "test.zone"\n',
+        '  [[hosts.services]]\n  name = "dns"\n  kind = "resolver"\n  ports = { dns = 53 }',
+        '  root_hints = "test.hints"\n',
         f'[[hosts]]\nname = "lb-01"\nrole = "balancer"\naddress = "{plan.address}"',
         f'inner = "{plan.inner}"' if plan.inner else "",
         '  [[hosts.services]]\n  name = "lb-01"\n  kind = "balancer"',
@@ -259,7 +262,7 @@ def write_topology(folder: Path, plan: LbPlan) -> Path:
         lines.append('  store = "store-01"\n')
     if plan.inner:
         proxy = "true" if plan.proxy_protocol else "false"
-        lines.append(f'[[firewalls]]\nname = "firewall-1"\nguards = "lb-01"\npolicy = "drop"\nproxy_protocol = {proxy}')
+        lines.append(f'[[firewalls]]\nname = "firewall-1"\nguards = "lb-01"\nproxy_protocol = {proxy}')
     path = folder / "topology.toml"
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -271,13 +274,13 @@ def write_topology(folder: Path, plan: LbPlan) -> Path:
 class BalancerProcess:
     """`python -m foobar_ref.balancer ...`, its READY line, its log lines, and a clean stop."""
 
-    def __init__(self, folder: Path, plan: LbPlan, certs: Certs) -> None:
+    def __init__(self, folder: Path, plan: LbPlan, certs: Certs, flags: tuple[str, ...] = ()) -> None:
         self.plan = plan
         self.certs = certs
         self.state = folder / "state"
         topology = write_topology(folder, plan)
         argv = [sys.executable, "-m", "foobar_ref.balancer", "--topology", str(topology), "--hop", "lb-01"]
-        argv += ["--state", str(self.state), "--cert", str(certs.chain), "--key", str(certs.key)]
+        argv += ["--state", str(self.state), "--cert", str(certs.chain), "--key", str(certs.key), *flags]
         self.process = subprocess.Popen(
             argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True
         )

@@ -163,8 +163,30 @@ def test_a_head_response_keeps_the_backends_length() -> None:
     ],
 )
 def test_requests_the_balancer_answers_itself(method: str, headers: list, expected: int | None) -> None:
-    refused = core.refusal(method, headers)
+    refused = core.refusal(method, b"/", headers)
     assert (refused[0] if refused else None) == expected
+
+
+@pytest.mark.parametrize(
+    ("target", "reason"),
+    [
+        (b"/", None),
+        (b"/a/b.c/..d/?q=../..", None),  # dots inside a segment, and anything in the query, are fine
+        (b"/%7Euser/x%20y", None),
+        (b"/../../etc/passwd", "dot-segment in the path"),
+        (b"/a/./b", "dot-segment in the path"),
+        (b"/a/..", "dot-segment in the path"),
+        (b"/%2e%2e/%2E%2E/etc/passwd", "dot-segment in the path"),
+        (b"/a%5c..%5cb", "dot-segment in the path"),  # backslash: some servers take it as a separator
+        (b"/%00", "control byte in the path"),
+        (b"/x%0d%0aSet-Cookie:%20a=1", "control byte in the path"),
+        (b"/%7f", "control byte in the path"),
+    ],
+)
+def test_unsafe_paths_are_refused(target: bytes, reason: str | None) -> None:
+    assert core.unsafe_path(target) == reason
+    refused = core.refusal("GET", target, [(b"host", b"a")])
+    assert refused == (None if reason is None else (400, reason))
 
 
 @pytest.mark.parametrize(

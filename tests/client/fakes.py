@@ -187,7 +187,7 @@ def _read_request(conn: h11.Connection, sock: socket.socket) -> tuple[h11.Reques
 
 def write_topology(folder: Path, dns_port: int, https_port: int) -> Path:
     """A minimal topology on 127.0.54.0/24 pointing at the fake servers."""
-    zone = topology.default_path().parent / "foobar.com.zone"
+    hints = topology.default_path().parent / "root.hints"
     text = f"""
 [site]
 domain = "foobar.com"
@@ -200,7 +200,7 @@ address = "{CLIENT_IP}"
 name = "dns"
 role = "dns"
 address = "{DNS_IP}"
-services = [{{ name = "dns", kind = "dns", ports = {{ dns = {dns_port} }}, zone_file = "{zone}" }}]
+services = [{{ name = "dns", kind = "resolver", ports = {{ dns = {dns_port} }}, root_hints = "{hints}" }}]
 [[hosts]]
 name = "lb"
 role = "balancer"

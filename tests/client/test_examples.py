@@ -25,20 +25,28 @@ def test_three_servers_topology_loads_with_a_third_backend() -> None:
 
 
 def test_three_servers_firewalls_let_web_03_reach_the_primary_and_nothing_more() -> None:
+    from foobar_ref.firewall.rules import load_for
+    from foobar_ref.firewall.ruleset import Packet
+
     topo = topology.load(EXAMPLES / "three-servers.toml")
     web_03, client, lb = (topo.host(n).address for n in ("web-03", "client", "lb-01"))
-    assert topo.firewall("firewall-2").decide(web_03, 3307)[0] == "accept"
-    assert topo.firewall("firewall-2").decide(web_03, 8100)[0] == "drop"
-    assert topo.firewall("firewall-4").decide(lb, 80)[0] == "accept"
-    assert topo.firewall("firewall-4").decide(client, 80)[0] == "reject"
-    assert topo.firewall("firewall-4").decide(topo.host("web-01").address, 3307)[0] == "drop"
+
+    def decide(firewall: str, source: str, port: int) -> str:
+        return load_for(topo, firewall).evaluate(Packet(source, 40000, "127.0.2.1", port, now=0.0)).action
+
+    assert decide("firewall-2", web_03, 3307) == "accept"
+    assert decide("firewall-2", web_03, 8100) == "drop"
+    assert decide("firewall-4", lb, 80) == "accept"
+    assert decide("firewall-4", client, 80) == "reject"
+    assert decide("firewall-4", topo.host("web-01").address, 3307) == "drop"
 
 
-def test_three_servers_uses_the_seed_zone_and_plans_every_hop() -> None:
+def test_three_servers_uses_the_seed_zones_and_plans_every_hop() -> None:
     topo = topology.load(EXAMPLES / "three-servers.toml")
     seed = topology.load()
-    zone = topo.service("dns").zone_file
-    assert zone is not None and zone.resolve() == seed.service("dns").zone_file.resolve()  # type: ignore[union-attr]
+    for name in ("dns-root", "dns-com", "dns-foobar"):
+        zone = topo.service(name).zone_file
+        assert zone is not None and zone.resolve() == seed.service(name).zone_file.resolve()  # type: ignore[union-attr]
     names = {spec.name for spec in plan(topo, StatePaths(Path("/s")), python="py")}
     assert {"web-03", "store-03", "db-03", "firewall-4"} <= names
 

@@ -64,7 +64,7 @@ SHIPPED_CASES = [
     (
         "RD=0 is copied",
         query("ns1.foobar.com", "A", flags=0),
-        ["NOERROR opcode=0 flags=qr aa", "question ns1.foobar.com. IN A", "answer ns1.foobar.com. 300 A 127.0.3.1"],
+        ["NOERROR opcode=0 flags=qr aa", "question ns1.foobar.com. IN A", "answer ns1.foobar.com. 300 A 127.0.3.12"],
     ),
     (
         "MX at the apex",

@@ -1,4 +1,4 @@
-"""The dns hop as a real process on 127.0.50.1:5353 (UDP and TCP), queried with stub.py."""
+"""The authoritative dns hop (dns-foobar) as a real process on 127.0.50.1:5353 (UDP and TCP), queried with stub.py."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from dnslib import DNSRecord
 from foobar_ref.dns import stub
 from foobar_ref.observe.metrics import parse_exposition
 from foobar_ref.runtime.admin import admin_socket_path, read_metrics
+from tests.dns.hierarchy import copy_topology
 from tests.dns.util import header, query
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,18 +32,23 @@ STOP_TIMEOUT_S = 5.0
 TCP_READ_TIMEOUT_S = 10.0
 
 
+HOP = "dns-foobar"
+
+
 def write_topology(folder: Path, ip: str, zone_file: Path = ZONE) -> Path:
-    """A copy of the seed with the dns host moved to `ip`:5353 and the zone named by absolute path."""
+    """A copy of the seed with foobar.com's authoritative host moved to `ip`:5353, the zone named by absolute path."""
+    copy_topology(folder)
     text = SEED.read_text()
+    block = f'name = "{HOP}"\n  kind = "authoritative"\n  ports = {{ dns = 53 }}'
     replacements = [
-        ('address = "127.0.3.1"', f'address = "{ip}"'),
-        ("ports = { dns = 53 }", f"ports = {{ dns = {DNS_PORT} }}"),
+        ('address = "127.0.3.12"', f'address = "{ip}"'),
+        (block, block.replace("dns = 53", f"dns = {DNS_PORT}")),
         ('zone_file = "foobar.com.zone"', f'zone_file = "{zone_file}"'),
     ]
     for old, new in replacements:
         assert text.count(old) == 1, f"the seed changed: {old!r} not found once"
         text = text.replace(old, new)
-    path = folder / "topology.toml"
+    path = folder / "seed.toml"
     path.write_text(text)
     return path
 
@@ -58,7 +64,7 @@ class Hop:
         return [json.loads(line) for line in lines if line.startswith("{")]
 
     def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-        return parse_exposition(read_metrics(admin_socket_path(self.state, "dns")))
+        return parse_exposition(read_metrics(admin_socket_path(self.state, HOP)))
 
     def stop(self) -> int:
         if self.process.poll() is None:
@@ -77,12 +83,12 @@ def start_hop(folder: Path, ip: str, zone_file: Path = ZONE, wait_ready: bool = 
     log = folder / "dns.log"
     state = folder / "state"
     with log.open("wb") as out, (folder / "dns.err").open("wb") as err:
-        argv = [sys.executable, "-m", "foobar_ref.dns", "--topology", str(topology), "--hop", "dns"]
+        argv = [sys.executable, "-m", "foobar_ref.dns", "--topology", str(topology), "--hop", HOP]
         process = subprocess.Popen([*argv, "--state", str(state)], stdout=out, stderr=err, cwd=ROOT)
     hop = Hop(process, log, state)
     if wait_ready:
         deadline = time.monotonic() + READY_TIMEOUT_S
-        while "READY hop=dns" not in log.read_text():
+        while f"READY hop={HOP}" not in log.read_text():
             if process.poll() is not None or time.monotonic() > deadline:
                 hop.stop()
                 pytest.fail(f"dns hop not ready: {(folder / 'dns.err').read_text()}")
@@ -101,7 +107,7 @@ SERVER = (DNS_IP, DNS_PORT)
 
 
 def test_ready_line_names_both_transports(hop: Hop) -> None:
-    assert f"READY hop=dns listen={DNS_IP}:{DNS_PORT},{DNS_IP}:{DNS_PORT}/udp" in hop.log.read_text()
+    assert f"READY hop={HOP} listen={DNS_IP}:{DNS_PORT},{DNS_IP}:{DNS_PORT}/udp" in hop.log.read_text()
 
 
 @pytest.mark.parametrize("tcp", [False, True], ids=["udp", "tcp"])
@@ -116,9 +122,9 @@ def test_answers(hop: Hop, tcp: bool) -> None:
 
 
 def test_each_query_is_logged_and_counted(hop: Hop) -> None:
-    before = hop.metrics().get(("foobar_requests_total", (("hop", "dns"), ("outcome", "NXDOMAIN"))), 0.0)
+    before = hop.metrics().get(("foobar_requests_total", (("hop", HOP), ("outcome", "NXDOMAIN"))), 0.0)
     answer = stub.query("missing.foobar.com", "TXT", SERVER, CLIENT_IP)
-    after = hop.metrics()[("foobar_requests_total", (("hop", "dns"), ("outcome", "NXDOMAIN")))]
+    after = hop.metrics()[("foobar_requests_total", (("hop", HOP), ("outcome", "NXDOMAIN")))]
     assert after == before + 1
     deadline = time.monotonic() + 2.0
     while time.monotonic() < deadline:
@@ -148,7 +154,7 @@ def test_malformed_over_udp(hop: Hop) -> None:
         assert (reply.header.id, reply.header.rcode) == (0x4242, 1)
         with pytest.raises(TimeoutError):
             sock.recv(4096)  # nothing for the short datagram
-    malformed = hop.metrics()[("foobar_dns_malformed_total", (("hop", "dns"),))]
+    malformed = hop.metrics()[("foobar_dns_malformed_total", (("hop", HOP),))]
     assert malformed >= 2
     assert stub.query("www.foobar.com", "A", SERVER, CLIENT_IP).addresses == ["127.0.1.1"]
 
@@ -200,7 +206,7 @@ def test_sigterm_exits_cleanly(tmp_path: Path) -> None:
     assert time.monotonic() - started < STOP_TIMEOUT_S
     events = [r["event"] for r in running.log_records()]
     assert events[-2:] == ["stopping", "stopped"]
-    assert not admin_socket_path(running.state, "dns").exists()
+    assert not admin_socket_path(running.state, HOP).exists()
 
 
 def test_broken_zone_is_refused_at_start(tmp_path: Path) -> None:
@@ -216,7 +222,7 @@ def test_broken_zone_is_refused_at_start(tmp_path: Path) -> None:
 def test_tcp_connection_limit(hop: Hop) -> None:
     """D-16: past 32 open connections new ones are closed at once; held ones and UDP still work."""
     limit, extra = 32, 6
-    refused_key = ("foobar_dns_tcp_refused_total", (("hop", "dns"),))
+    refused_key = ("foobar_dns_tcp_refused_total", (("hop", HOP),))
     before = hop.metrics().get(refused_key, 0.0)
     sockets = [
         socket.create_connection(SERVER, timeout=2.0, source_address=(CLIENT_IP, 0)) for _ in range(limit + extra)

@@ -26,15 +26,17 @@ def status(state: Path) -> dict:
 
 
 def shifted_topology(tmp: Path, second_octet: int) -> Path:
-    """The seed topology moved to 127.<octet>.x.y, so a second stack can run beside the first."""
-    text = default_path().read_text()
-    text = re.sub(r'"127\.0\.(\d+)\.(\d+)"', lambda m: f'"127.{second_octet}.{m[1]}.{m[2]}"', text)
-    zone = (default_path().parent / "foobar.com.zone").read_text()
-    zone = re.sub(r"127\.0\.(\d+)\.(\d+)", lambda m: f"127.{second_octet}.{m[1]}.{m[2]}", zone)
-    (tmp / "foobar.com.zone").write_text(zone)
-    path = tmp / "shifted.toml"
-    path.write_text(text)
-    return path
+    """The seed topology (and its zone, hints and rule files) moved to 127.<octet>.x.y.
+
+    So a second stack can run beside the first without sharing an address.
+    """
+    for source in default_path().parent.iterdir():
+        if source.is_file():
+            text = re.sub(
+                r"\b127\.0\.(\d+)\.(\d+)\b", lambda m: f"127.{second_octet}.{m[1]}.{m[2]}", source.read_text()
+            )
+            (tmp / source.name).write_text(text)
+    return tmp / default_path().name
 
 
 def connect_from(source_ip: str, address: tuple[str, int], timeout_s: float = 3.0) -> socket.socket:

@@ -27,6 +27,9 @@ def test_status_lists_every_hop_up(stack: dict) -> None:
     names = {hop["name"] for hop in stack["hops"]}
     assert {
         "dns",
+        "dns-root",
+        "dns-com",
+        "dns-foobar",
         "firewall-1",
         "firewall-2",
         "firewall-3",

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from foobar_ref.observe.metrics import parse_exposition
-from foobar_ref.runtime.admin import admin_socket_path, read_metrics
+from foobar_ref.runtime.admin import admin_socket_path, read_metrics, request
 
 FRONT = "127.0.51.1"  # the balancer host: accepted on the web port
 CLIENT = "127.0.51.10"  # the client host: rejected
@@ -46,9 +46,9 @@ role = "dns"
 address = "127.0.51.3"
   [[hosts.services]]
   name = "dns"
-  kind = "dns"
+  kind = "resolver"
   ports = {{ dns = 18053 }}
-  zone_file = "test.zone"
+  root_hints = "test.hints"
 
 [[hosts]]
 name = "front"
@@ -84,18 +84,30 @@ inner = "{inner}"
 [[firewalls]]
 name = "{hop}"
 guards = "app"
-policy = "drop"
 proxy_protocol = {proxy}
-rules = [
-  {{ action = "accept", port = {web}, from = "front" }},
-  {{ action = "accept", port = {store}, from = "front" }},
-  {{ action = "reject", from = "client" }},
-]
+rules_file = "fw.rules"
 """
 
+RULES = """# the test firewall
+policy drop
+tcp dport {web} ip saddr @front accept comment "web"
+tcp dport {store} ip saddr @front accept
+ip saddr @client log prefix "test reject: " reject
+log prefix "test drop: "
+"""
+WEB_RULE = f"tcp dport {WEB_PORT} ip saddr @front accept"
+REJECT_RULE = 'ip saddr @client log prefix "test reject: " reject'
 
-def write_topology(folder: Path, public: str, inner: str, proxy: bool = False) -> Path:
-    (folder / "test.zone").write_text("; not read by the firewall\n")
+
+def write_rules(folder: Path, text: str | None = None) -> Path:
+    path = folder / "fw.rules"
+    path.write_text(text if text is not None else RULES.format(web=WEB_PORT, store=STORE_PORT))
+    return path
+
+
+def write_topology(folder: Path, public: str, inner: str, proxy: bool = False, rules: str | None = None) -> Path:
+    (folder / "test.hints").write_text("; not read by the firewall\n")
+    write_rules(folder, rules)
     path = folder / "topology.toml"
     text = TOPOLOGY.format(
         client=CLIENT,
@@ -166,6 +178,14 @@ class Running:
     def counter(self, name: str, **labels: str) -> float:
         return sum(v for (n, ls), v in self.metrics().items() if n == name and labels.items() <= dict(ls).items())
 
+    def admin(self, method: str, target: str) -> tuple[int, str]:
+        code, body = request(admin_socket_path(self.state, HOP), method, target)
+        return code, body.decode()
+
+    def tracked(self) -> list[str]:
+        """The conntrack listing's entry lines (without the totals line)."""
+        return [line for line in self.admin("GET", "/conntrack")[1].splitlines() if line.startswith("tcp ")]
+
     def events(self, event: str) -> list[dict]:
         lines = self.log_path.read_text().splitlines()
         return [r for line in lines if line.startswith("{") and (r := json.loads(line))["event"] == event]
@@ -191,13 +211,22 @@ def start_firewall(topology: Path, state: Path, *extra: str) -> Running:
     running = Running(process, state, log_path)
     deadline = time.monotonic() + READY_TIMEOUT_S
     while time.monotonic() < deadline:
-        if b"READY hop=" in log_path.read_bytes():
+        if b"READY hop=" in log_path.read_bytes() and _admin_answers(state):
             return running
         if process.poll() is not None:
             raise AssertionError(f"firewall exited {process.returncode}: {log_path.read_text()}")
         time.sleep(0.05)
     stop(running)
     raise AssertionError(f"firewall not ready in {READY_TIMEOUT_S} s: {log_path.read_text()}")
+
+
+def _admin_answers(state: Path) -> bool:
+    """READY comes before the admin socket task has bound: wait until it answers too."""
+    try:
+        read_metrics(admin_socket_path(state, HOP), timeout_s=1.0)
+    except OSError:
+        return False
+    return True
 
 
 def stop(running: Running, timeout_s: float = 5.0) -> int:

@@ -7,12 +7,13 @@ from pathlib import Path
 from foobar_ref import topology
 from foobar_ref.firewall.capture import INDEX_NAME, Capture, read_capture
 from foobar_ref.firewall.core import ConnectionTable, Direction
+from foobar_ref.firewall.rules import load_for
 
 WEB_01 = "127.0.2.1"
 
 
 def _table(first_id: int = 1) -> ConnectionTable:
-    return ConnectionTable(topology.load(None).firewall("firewall-2"), next_id=first_id)
+    return ConnectionTable(load_for(topology.load(None), "firewall-2"), next_id=first_id)
 
 
 def test_a_relayed_connection_is_written_and_read_back(tmp_path: Path) -> None:
@@ -44,7 +45,12 @@ def test_a_relayed_connection_is_written_and_read_back(tmp_path: Path) -> None:
         "127.0.2.1:80",
         "127.0.2.1:50000->127.0.12.1:80",
     )
-    assert (record.action, record.rule, record.start, record.end) == ("accept", "accept port 80 from lb-01", 10.0, 11.0)
+    assert (record.action, record.rule, record.start, record.end) == (
+        "accept",
+        "tcp dport 80 ip saddr @lb-01 accept",
+        10.0,
+        11.0,
+    )
     assert (record.bytes_in, record.bytes_out, record.s2c, record.truncated) == (18, 12, b"HTTP/1.1 200", False)
 
 
@@ -71,7 +77,7 @@ def test_rejected_connections_are_in_the_index_without_files(tmp_path: Path) -> 
     [record] = read_capture(tmp_path)
     assert (record.action, record.rule, record.c2s, record.upstream) == (
         "reject",
-        "reject any port from client",
+        'ip saddr @client log prefix "firewall-2 reject: " reject',
         b"",
         None,
     )

@@ -7,29 +7,38 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from foobar_ref import topology
+from foobar_ref.firewall import rules
 from foobar_ref.firewall.core import Command, ConnectionTable, Direction, Limits, proxy_v1_line
+from foobar_ref.firewall.ruleset import RuleSet
 
 WEB_01 = "127.0.2.1"  # firewall-2 of the seed guards web-01
+LB_80 = "tcp dport 80 ip saddr @lb-01 accept"
+WEB_02_3307 = "tcp dport 3307 ip saddr @web-02 accept"
+CLIENT_REJECT = 'ip saddr @client log prefix "firewall-2 reject: " reject'
 
 
-@pytest.fixture(scope="module")
-def firewall_2() -> topology.Firewall:
-    return topology.load(None).firewall("firewall-2")
+def seed_rules(name: str = "firewall-2") -> RuleSet:
+    return rules.load_for(topology.load(None), name)
 
 
-def table(fw: topology.Firewall, **limits: int) -> ConnectionTable:
-    return ConnectionTable(fw, Limits(**limits))  # type: ignore[arg-type]
+@pytest.fixture
+def firewall_2() -> RuleSet:
+    return seed_rules()
+
+
+def table(ruleset: RuleSet, **limits: int) -> ConnectionTable:
+    return ConnectionTable(ruleset, Limits(**limits))  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
     ("src", "port", "action", "rule", "command"),
     [
-        ("127.0.1.1", 80, "accept", "accept port 80 from lb-01", Command.RELAY),
-        ("127.0.11.1", 80, "accept", "accept port 80 from lb-01", Command.RELAY),  # the host's inner address too
+        ("127.0.1.1", 80, "accept", LB_80, Command.RELAY),
+        ("127.0.11.1", 80, "accept", LB_80, Command.RELAY),  # the host's inner address too
         ("127.0.1.1", 3307, "drop", "policy", Command.HOLD),
-        ("127.0.2.2", 3307, "accept", "accept port 3307 from web-02", Command.RELAY),
-        ("127.0.0.10", 80, "reject", "reject any port from client", Command.RESET),
-        ("127.0.0.10", 3307, "reject", "reject any port from client", Command.RESET),
+        ("127.0.2.2", 3307, "accept", WEB_02_3307, Command.RELAY),
+        ("127.0.0.10", 80, "reject", CLIENT_REJECT, Command.RESET),
+        ("127.0.0.10", 3307, "reject", CLIENT_REJECT, Command.RESET),
         ("127.0.9.9", 80, "drop", "policy", Command.HOLD),
     ],
 )
@@ -41,13 +50,14 @@ def test_rules_first_match_then_policy(firewall_2, src, port, action, rule, comm
 def test_kernel_style_line_and_record(firewall_2) -> None:
     t = table(firewall_2)
     conn = t.open(("127.0.0.10", 40000), (WEB_01, 80), now=100.0)
-    assert conn.kernel_line() == (
-        "SRC=127.0.0.10 DST=127.0.2.1 PROTO=TCP SPT=40000 DPT=80 ACTION=reject RULE=reject any port from client"
+    assert conn.log_prefixes == ("firewall-2 reject: ",)
+    assert conn.kernel_line(conn.log_prefixes[0]) == (
+        f"firewall-2 reject: SRC=127.0.0.10 DST=127.0.2.1 PROTO=TCP SPT=40000 DPT=80 ACTION=reject RULE={CLIENT_REJECT}"
     )
     t.close(conn, now=100.5, reason="reset")
     assert conn.record() == {
         "id": 1, "src": "127.0.0.10:40000", "dst": "127.0.2.1:80", "upstream": None, "action": "reject",
-        "rule": "reject any port from client", "bytes_in": 0, "bytes_out": 0, "start": 100.0, "end": 100.5,
+        "rule": CLIENT_REJECT, "bytes_in": 0, "bytes_out": 0, "start": 100.0, "end": 100.5,
         "reason": "reset",
     }  # fmt: skip
 
@@ -118,8 +128,7 @@ _steps = st.lists(
 @settings(max_examples=200, deadline=None)
 @given(steps=_steps)
 def test_limits_hold_for_any_sequence(steps) -> None:
-    fw = topology.load(None).firewall("firewall-2")
-    t = table(fw, max_held=3, max_relayed=2)
+    t = table(seed_rules(), max_held=3, max_relayed=2)
     opened = []
     for kind, a, b in steps:
         if kind == "open":
@@ -130,3 +139,28 @@ def test_limits_hold_for_any_sequence(steps) -> None:
         assert t.held == sum(c.command is Command.HOLD for c in t.connections.values())
         assert t.relayed == sum(c.command is Command.RELAY for c in t.connections.values())
     assert [c.id for c in opened] == list(range(1, len(opened) + 1))
+    assert sum(t.from_source(ip) for ip in ("127.0.1.1", "127.0.0.10", "127.0.9.9")) == len(t.connections)
+
+
+def test_closed_connections_add_their_bytes_to_the_deciding_rule(firewall_2) -> None:
+    t = table(firewall_2)
+    conn = t.open(("127.0.1.1", 50000), (WEB_01, 80), now=1.0)
+    t.count(conn, Direction.IN, 10)
+    t.count(conn, Direction.OUT, 20)
+    rule = firewall_2.rules[0]
+    assert (rule.counter.connections, rule.counter.bytes_in) == (1, 0)  # bytes are added when it ends
+    t.close(conn, now=2.0, reason="closed both ways")
+    assert (rule.counter.connections, rule.counter.bytes_in, rule.counter.bytes_out) == (1, 10, 20)
+    t.open(("127.0.9.9", 1), (WEB_01, 80), now=3.0)
+    assert firewall_2.policy_counter.connections == 1
+
+
+def test_replaced_rule_set_decides_new_connections_only(firewall_2) -> None:
+    t = table(firewall_2)
+    kept = t.open(("127.0.1.1", 50000), (WEB_01, 80), now=1.0)
+    t.replace(rules.parse("policy reject\n", "new.rules"))
+    assert t.open(("127.0.1.1", 50001), (WEB_01, 80), now=2.0).command is Command.RESET
+    assert t.connections[kept.id].command is Command.RELAY  # tracked: not decided again
+    t.count(kept, Direction.IN, 5)
+    t.close(kept, now=3.0, reason="closed both ways")
+    assert firewall_2.rules[0].counter.bytes_in == 5  # counted where it was decided, not in the new set

@@ -16,9 +16,11 @@ from tests.firewall.fwutil import (
     EOF_TRAILER,
     FRONT,
     HOP,
+    REJECT_RULE,
     STORE_PORT,
     STRANGER,
     WEB_PORT,
+    WEB_RULE,
     EchoServer,
     Running,
     connect_from,
@@ -64,7 +66,7 @@ def _capture(fw: Running, sport: int):
 
 def test_allowed_connection_relays_both_ways_and_half_close(fw: Running, echo: EchoServer) -> None:
     before_in, before_out = fw.counter(BYTES, direction="in"), fw.counter(BYTES, direction="out")
-    before = fw.counter(CONNS, action="accept", rule=f"accept port {WEB_PORT} from front")
+    before = fw.counter(CONNS, action="accept", rule=WEB_RULE)
     with connect_from(FRONT, (PUBLIC, WEB_PORT)) as sock:
         sport = sock.getsockname()[1]
         sock.sendall(b"ping")
@@ -73,7 +75,7 @@ def test_allowed_connection_relays_both_ways_and_half_close(fw: Running, echo: E
         sock.shutdown(socket.SHUT_WR)  # client half-closes: the server still answers, then ends
         assert read_all(sock) == b"pong" + EOF_TRAILER
     assert echo.peers[-1][0] == PUBLIC  # relayed from the guarded host's public address
-    assert fw.counter(CONNS, action="accept", rule=f"accept port {WEB_PORT} from front") == before + 1
+    assert fw.counter(CONNS, action="accept", rule=WEB_RULE) == before + 1
     wait_for(lambda: fw.counter(BYTES, direction="out") == before_out + 8 + len(EOF_TRAILER), what="bytes out")
     assert fw.counter(BYTES, direction="in") == before_in + 8
     record = _capture(fw, sport)
@@ -105,7 +107,7 @@ def test_five_mib_relayed_intact_and_capture_is_bounded(fw: Running) -> None:
 
 
 def test_rejected_source_is_reset_at_once(fw: Running) -> None:
-    rule = "reject any port from client"
+    rule = REJECT_RULE
     before, before_requests = (
         fw.counter(CONNS, action="reject", rule=rule),
         fw.counter("foobar_requests_total", outcome="reject"),
@@ -114,7 +116,8 @@ def test_rejected_source_is_reset_at_once(fw: Running) -> None:
     assert fw.counter(CONNS, action="reject", rule=rule) == before + 1
     assert fw.counter("foobar_requests_total", outcome="reject") == before_requests + 1
     lines = [e["line"] for e in fw.events("decision")]
-    assert any(line.startswith(f"SRC={CLIENT} DST={PUBLIC} PROTO=TCP") and "ACTION=reject" in line for line in lines)
+    expected = f"test reject: SRC={CLIENT} DST={PUBLIC} PROTO=TCP"
+    assert any(line.startswith(expected) and f"ACTION=reject RULE={rule}" in line for line in lines)
 
 
 def test_dropped_source_gets_no_answer_until_it_gives_up(fw: Running) -> None:
@@ -184,7 +187,7 @@ def test_sigterm_exits_cleanly_with_open_connections(tmp_path: Path) -> None:
         relayed.sendall(b"x")
         assert relayed.recv(1) == b"x"
         held = connect_from(STRANGER, (public, WEB_PORT))
-        wait_for(lambda: running.events("decision") and len(running.events("decision")) == 2, what="decisions")
+        wait_for(lambda: len(running.tracked()) == 2, what="two tracked connections")
         started = time.monotonic()
         assert stop(running, timeout_s=5.0) == 0
         assert time.monotonic() - started < 5.0

@@ -18,7 +18,7 @@ from pathlib import Path
 from foobar_ref import topology
 from foobar_ref.mysql import setup
 
-ZONE = Path(topology.default_path()).parent / "foobar.com.zone"
+ROOT_HINTS = Path(topology.default_path()).parent / "root.hints"
 READY_TIMEOUT_S = 60.0
 
 TEMPLATE = """
@@ -37,9 +37,9 @@ role = "dns"
 address = "127.0.52.3"
   [[hosts.services]]
   name = "dns"
-  kind = "dns"
+  kind = "resolver"
   ports = {{ dns = {dns_port} }}
-  zone_file = "{zone}"
+  root_hints = "{hints}"
 
 [[hosts]]
 name = "lb"
@@ -97,7 +97,7 @@ def write_topology(folder: Path, db_port: int, store_port: int) -> Path:
         web_port=db_port + 4,
         store_port=store_port,
         db_port=db_port,
-        zone=ZONE,
+        hints=ROOT_HINTS,
     )
     path.write_text(text)
     topology.load(path)  # fail here, naming the problem, if the template is wrong

@@ -14,6 +14,7 @@ def test_start_order_puts_upstreams_first() -> None:
     assert order.index("firewall-2") < order.index("db-02")  # the replica reaches its primary through firewall-2
     assert order.index("db-01") < order.index("db-02") < order.index("store-01")
     assert order.index("store-01") < order.index("web-01") < order.index("lb-01")
+    assert order.index("dns-root") < order.index("dns")  # the resolver starts after the servers it asks
     assert set(order) == {
         "firewall-1",
         "firewall-2",
@@ -21,6 +22,9 @@ def test_start_order_puts_upstreams_first() -> None:
         "db-01",
         "db-02",
         "dns",
+        "dns-root",
+        "dns-com",
+        "dns-foobar",
         "store-01",
         "store-02",
         "web-01",

@@ -3,50 +3,19 @@
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.stackutil import connect_from, shifted_topology
-
-INNER = ("127.70.12.1", 80)
-FIREWALL_SOURCE = "127.70.2.1"  # web-01's public address: where its firewall relays from
+from tests.e2e.stackutil import connect_from
+from tests.web.webproc import FIREWALL_SOURCE, INNER, exchange, web_process
 
 
 @pytest.fixture(scope="module")
 def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[subprocess.Popen[str]]:
-    tmp = tmp_path_factory.mktemp("web")
-    topo = shifted_topology(tmp, 70)
-    log = tmp / "web-01.log"
-    with open(log, "w") as out:  # a file, not a pipe: an unread pipe would stall the hop's logging
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "foobar_ref.web", "--topology", str(topo), "--hop", "web-01", "--state", str(tmp)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-    deadline = time.monotonic() + 15
-    while "READY" not in log.read_text() and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    assert "READY hop=web-01 listen=127.70.12.1:80" in log.read_text(), log.read_text()
-    yield proc
-    if proc.poll() is None:
-        proc.kill()
-        proc.wait(5)
-
-
-def exchange(raw: bytes, source: str = FIREWALL_SOURCE) -> bytes:
-    with connect_from(source, INNER) as sock:
-        sock.sendall(raw)
-        sock.shutdown(socket.SHUT_WR)
-        data = b""
-        while chunk := sock.recv(65536):
-            data += chunk
-    return data
+    with web_process(tmp_path_factory.mktemp("web")) as (proc, _):
+        yield proc
 
 
 def get(path: str, method: str = "GET", extra: str = "") -> bytes:
