@@ -66,9 +66,9 @@ bench-firewall: setup
 # The real tools the benchmarks compare against, from Debian's packages; their own services are
 # left stopped (the benchmarks start them on their own addresses).
 bench-tools:
-	@if [ "$$(id -u)" != 0 ]; then echo "run as root: apt-get install -y dnsperf unbound haproxy"; exit 1; fi
+	@if [ "$$(id -u)" != 0 ]; then echo "run as root: apt-get install -y dnsperf unbound haproxy wrk"; exit 1; fi
 	apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends dnsperf unbound haproxy >/dev/null
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends dnsperf unbound haproxy wrk >/dev/null
 	-systemctl disable --now unbound haproxy 2>/dev/null
 
 clean: down
