@@ -169,3 +169,11 @@ def test_plain_http_is_redirected_to_https(stack: dict) -> None:
     )
     assert exchange.status == 301
     assert exchange.header("location") == "https://www.foobar.com/some/page"
+
+
+def test_firewalls_log_their_decisions_in_the_kernel_style(stack: dict) -> None:
+    exchange = fetch(stack)
+    local_port = exchange.tcp.local.rsplit(":", 1)[1] if exchange.tcp else ""
+    log = (stack["state_dir"] / "logs" / "firewall-1.log").read_text()
+    lines = [line for line in log.splitlines() if f"SPT={local_port} " in line]
+    assert any("SRC=127.0.0.10" in line and "DPT=443" in line and "ACTION=accept" in line for line in lines), lines
