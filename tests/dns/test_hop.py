@@ -20,7 +20,7 @@ from foobar_ref.dns import stub
 from foobar_ref.observe.metrics import parse_exposition
 from foobar_ref.runtime.admin import admin_socket_path, read_metrics
 from tests.dns.hierarchy import copy_topology
-from tests.dns.util import header, query
+from tests.dns.util import closed_by_server, header, query
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED = ROOT / "foobar_ref" / "topologies" / "seed.toml"
@@ -229,15 +229,7 @@ def test_tcp_connection_limit(hop: Hop) -> None:
     ]
     try:
         time.sleep(0.5)
-        closed = []
-        for sock in sockets:
-            sock.setblocking(False)
-            try:
-                closed.append(sock.recv(1) == b"")
-            except BlockingIOError:
-                closed.append(False)
-            except ConnectionResetError:
-                closed.append(True)
+        closed = closed_by_server(sockets)
         assert closed.count(False) == limit and closed.count(True) == extra
         assert hop.metrics()[refused_key] == before + extra
         assert stub.query("www.foobar.com", "A", SERVER, CLIENT_IP).addresses == ["127.0.1.1"]

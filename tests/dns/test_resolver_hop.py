@@ -14,7 +14,7 @@ from dnslib import QTYPE, RR, DNSRecord
 
 from foobar_ref.dns import dig, stub
 from tests.dns.hierarchy import AUTHORITIES, CLIENT_IP, Hop, copy_topology, start, wait_for
-from tests.dns.util import header, query, question
+from tests.dns.util import closed_by_server, header, query, question
 
 RESOLVER = ("127.0.50.1", 53)
 ROOT_IP, COM_IP, FOOBAR_IP = "127.0.50.10", "127.0.50.11", "127.0.50.12"
@@ -349,15 +349,7 @@ def test_tcp_connection_limit_keeps_udp_served(stack: dict[str, Hop]) -> None:
     ]
     try:
         time.sleep(0.5)
-        closed = []
-        for sock in sockets:
-            sock.setblocking(False)
-            try:
-                closed.append(sock.recv(1) == b"")
-            except BlockingIOError:
-                closed.append(False)
-            except ConnectionResetError:
-                closed.append(True)
+        closed = closed_by_server(sockets)
         assert closed.count(False) == limit and closed.count(True) == extra
         assert ask("www.foobar.com", timeout_s=1.0).addresses == ["127.0.1.1"]
     finally:

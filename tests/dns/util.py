@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import struct
 
 from dnslib import CLASS, QTYPE, RCODE, DNSRecord
@@ -71,3 +72,17 @@ def _class(value: int) -> str:
 
 def reply_id(wire: bytes) -> int:
     return int(struct.unpack("!H", wire[:2])[0])
+
+
+def closed_by_server(sockets: list[socket.socket]) -> list[bool]:
+    """For each connected socket: has the server closed it (EOF or reset) without our sending anything?"""
+    closed = []
+    for sock in sockets:
+        sock.setblocking(False)
+        try:
+            closed.append(sock.recv(1) == b"")
+        except BlockingIOError:
+            closed.append(False)
+        except ConnectionResetError:
+            closed.append(True)
+    return closed
