@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from foobar_ref import certs as certs_module
-from foobar_ref import cli_dns, cli_fw
+from foobar_ref import cli_dns, cli_fw, cli_trace
 from foobar_ref import topology as topology_module
 from foobar_ref.launcher import supervise
 from foobar_ref.launcher.plan import StatePaths
@@ -182,6 +182,7 @@ def certs(
 
 
 cli_dns.register(app)
+cli_trace.register(app)
 cli_fw.register(app)
 
 

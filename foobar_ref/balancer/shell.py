@@ -27,6 +27,7 @@ logged as one JSON line.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import ssl
 import time
 from dataclasses import dataclass, replace
@@ -129,6 +130,27 @@ class _Replay(trio.abc.Stream):
         await self.stream.aclose()
 
 
+_carried_by: contextvars.ContextVar[tuple[str, bool] | None] = contextvars.ContextVar("carried_by", default=None)
+
+
+class _LoggedUpstream(Upstream):
+    """Upstream that notes, for the request's log line, which connection carried the exchange.
+
+    "local -> remote" of the balancer's socket is what the backend's firewall logs (SRC:SPT DST:DPT),
+    so `foobar-ref trace` can join the two; fresh tells a new connection from a kept-alive one.
+    """
+
+    async def _checkout(self, backend: str) -> tuple[trio.SocketStream, h11.Connection, bool]:
+        _carried_by.set(None)
+        stream, conn, fresh = await super()._checkout(backend)
+        try:
+            local, remote = stream.socket.getsockname(), stream.socket.getpeername()
+            _carried_by.set((f"{local[0]}:{local[1]}->{remote[0]}:{remote[1]}", fresh))
+        except OSError:
+            _carried_by.set(None)
+        return stream, conn, fresh
+
+
 class Balancer:
     def __init__(
         self,
@@ -147,7 +169,7 @@ class Balancer:
         self.proxy_protocol = bool(firewall and firewall.proxy_protocol)
         self.https_port = topo.reach(hop, "https")[1]
         self.balancer = core.RoundRobin(service.backends)
-        self.upstream = Upstream({b: topo.reach(b, "http") for b in service.backends}, topo.source_for(hop))
+        self.upstream = _LoggedUpstream({b: topo.reach(b, "http") for b in service.backends}, topo.source_for(hop))
         self.upstream_requests = metrics.counter(
             "foobar_balancer_upstream_requests",
             "Requests sent to each backend, by status",
@@ -333,6 +355,7 @@ class Balancer:
         assert isinstance(head, h11.Request)
         self.metrics.requests.labels(hop=self.hop, outcome=str(result.status)).inc()
         self.metrics.latency.labels(hop=self.hop).observe(seconds)
+        carried = _carried_by.get() if result.backend is not None else None
         log(
             self.hop,
             "request",
@@ -348,6 +371,10 @@ class Balancer:
             tls=session.tls_version,
             cipher=session.cipher,
             saw="plaintext" if session.tls_version else "plaintext-http",
+            bytes_in=len(request.body),
+            bytes_out=len(result.data),
+            upstream=carried[0] if carried else None,
+            upstream_fresh=carried[1] if carried else None,
         )
 
 

@@ -363,6 +363,9 @@ def connect(
         except OSError as err:
             failures.append(f"{ip}:{port} {_connect_failure(err, source_ip)}")
             continue
+        # Without TCP_NODELAY the request waits for the ACK of the TLS handshake's last flight
+        # (Nagle + delayed ACK: about 40 ms on loopback), which the trace showed as a stall.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         local_ip, local_port = sock.getsockname()[:2]
         return sock, TcpStep(f"{local_ip}:{local_port}", f"{ip}:{port}", time.monotonic() - started)
     raise ConnectError(f"cannot connect from {source_ip or 'any address'} to " + "; ".join(failures or ["nothing"]))

@@ -1,4 +1,4 @@
-"""python -m foobar_ref.firewall --topology FILE --hop firewall-2 --state DIR [--capture DIR] [limits]
+"""python -m foobar_ref.firewall --topology FILE --hop firewall-2 --state DIR [--capture DIR] [--relay MODE] [limits]
 
 The rule set is read (from the topology's `rules_file`, or its inline `rules`)
 before anything listens: a rule set that cannot be fully read stops the hop
@@ -18,6 +18,7 @@ from foobar_ref.firewall.core import DROP_HOLD_S, IDLE_TIMEOUT_S, MAX_HELD, MAX_
 from foobar_ref.firewall.metrics_view import FirewallCollector
 from foobar_ref.firewall.ruleset import RuleSet
 from foobar_ref.firewall.shell import FirewallHop
+from foobar_ref.firewall.splice_relay import RELAY_MODES, available
 from foobar_ref.observe.metrics import Metrics
 from foobar_ref.runtime.admin import admin_socket_path, bind_admin_socket, serve_admin
 from foobar_ref.runtime.cli_args import parse_hop_args
@@ -46,6 +47,13 @@ def _flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--idle-timeout-s", type=_seconds, default=IDLE_TIMEOUT_S, help="close a relay idle this long")
     parser.add_argument("--max-tracked", type=_count, default=MAX_RELAYED, help="relayed connections tracked at most")
     parser.add_argument("--max-held", type=_count, default=MAX_HELD, help="dropped connections held at most")
+    parser.add_argument(
+        "--relay",
+        choices=RELAY_MODES,
+        default="auto",
+        help="copy: recv/send through a buffer; splice: os.splice through a pipe; auto (default): copy, then "
+        "splice once a direction moved 256 KiB (capture always copies; see benchmarks/README-firewall.md)",
+    )
     parser.add_argument(
         "--log-connections", action="store_true", help="log every closed connection, not only the unusual ones"
     )
@@ -79,6 +87,10 @@ def main() -> None:
             print(f"{hop}: cannot use capture folder {args.extra.capture}: {err.strerror or err}", file=sys.stderr)
             raise SystemExit(2) from None
     extra = args.extra
+    if extra.relay == "splice" and not available():
+        print(f"{hop}: --relay splice needs os.splice (Linux), not available here", file=sys.stderr)
+        raise SystemExit(2)
+    relay_mode = extra.relay if available() else "copy"  # auto without os.splice: copy only
     limits = Limits(
         drop_hold_s=extra.drop_hold_s,
         idle_timeout_s=extra.idle_timeout_s,
@@ -87,7 +99,7 @@ def main() -> None:
     )
     metrics = Metrics()
     loader = lambda: reload_rules(topo.path, hop)  # noqa: E731
-    firewall = FirewallHop(topo, hop, metrics, limits, capture, ruleset, loader, extra.log_connections)
+    firewall = FirewallHop(topo, hop, metrics, limits, capture, ruleset, loader, extra.log_connections, relay_mode)
     metrics.registry.register(FirewallCollector(firewall))
     admin = bind_admin_socket(admin_socket_path(args.state_dir, hop))
     for warning in ruleset.warnings:

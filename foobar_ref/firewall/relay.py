@@ -18,6 +18,10 @@ pump reads again at once, since a server that closes sends its FIN right
 behind its last bytes (one wake-up less per short connection).  Measured with
 benchmarks/firewall.py.  Buffers are reused across connections.
 
+A subclass may hand a direction over to another pump once it has moved
+`copy_limit_bytes` (splice_relay.py does, for `--relay auto`): the copy pump
+returns True after a whole chunk was sent, so nothing is left in its buffer.
+
 Per chunk the pump only adds to the connection's byte count, sets `moved`, and
 writes to the capture tap when one is open; the shell's sweeper reads `moved`
 to tell idle relays apart (`check_idle`), so no timer is re-armed per chunk.
@@ -26,6 +30,7 @@ to tell idle relays apart (`check_idle`), so no timer is re-armed per chunk.
 from __future__ import annotations
 
 import contextlib
+import math
 import socket as stdsocket
 import struct
 
@@ -42,6 +47,8 @@ _spare: list[bytearray] = []
 
 
 class Relay:
+    copy_limit_bytes: float = math.inf  # a direction that moved this much leaves the copy pump (see above)
+
     def __init__(self, client: stdsocket.socket, server: stdsocket.socket, conn: Connection) -> None:
         self.client, self.server, self.conn = client, server, conn
         self.tap: ConnectionCapture | None = None
@@ -73,22 +80,24 @@ class Relay:
     def idle_for(self, now: float) -> float:
         return 0.0 if self.moved else now - self.last_moved
 
-    async def _pump(self, src: stdsocket.socket, dst: stdsocket.socket, direction: Direction, wait: bool) -> None:
-        """`wait`: nothing is expected yet (the server speaks after the client), so wait before reading."""
+    async def _pump(self, src: stdsocket.socket, dst: stdsocket.socket, direction: Direction, wait: bool) -> bool:
+        """`wait`: nothing is expected yet (the server speaks after the client), so wait before reading.
+
+        True: the direction moved `copy_limit_bytes` and is still open (the caller goes on with it)."""
         buffer = _spare.pop() if _spare else bytearray(BUFFER_BYTES)
         try:
-            await self._pump_with(buffer, src, dst, direction, wait)
+            return await self._pump_with(buffer, src, dst, direction, wait)
         finally:
             if len(_spare) < MAX_SPARE_BUFFERS:
                 _spare.append(buffer)
 
     async def _pump_with(
         self, buffer: bytearray, src: stdsocket.socket, dst: stdsocket.socket, direction: Direction, wait: bool
-    ) -> None:
+    ) -> bool:
         inbound = direction is Direction.IN
         sender, receiver = ("client", "server") if inbound else ("server", "client")
         view = memoryview(buffer)
-        conn, chunks, drained = self.conn, 0, wait
+        conn, chunks, drained, limit = self.conn, 0, wait, self.copy_limit_bytes
         while True:
             if drained:  # nothing expected yet: wait first
                 await trio.lowlevel.wait_readable(src)
@@ -103,7 +112,7 @@ class Relay:
             if size == 0:
                 with contextlib.suppress(OSError):  # already gone: the other pump will see it
                     dst.shutdown(stdsocket.SHUT_WR)
-                return None
+                return False
             if inbound:
                 conn.bytes_in += size
             else:
@@ -122,13 +131,16 @@ class Relay:
                     await send_all(dst, view[sent:size])
                 except OSError as err:
                     return self._abort(f"{receiver} reset: {err.strerror or err}")
+            if (conn.bytes_in if inbound else conn.bytes_out) >= limit:
+                return True
             chunks += 1
             if chunks % CHUNKS_PER_CHECKPOINT == 0:
                 await trio.lowlevel.checkpoint()
 
-    def _abort(self, reason: str) -> None:
+    def _abort(self, reason: str) -> bool:
         self.aborted = self.aborted or reason
         self.scope.cancel()
+        return False
 
 
 async def send_all(sock: stdsocket.socket, data: bytes | memoryview) -> None:

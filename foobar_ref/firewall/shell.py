@@ -11,7 +11,9 @@ limits) and the shell carries the command out:
 * RELAY: connect a raw socket to the same port on the host's inner address
   *from* the public address (bound with IP_BIND_ADDRESS_NO_PORT, so the port is
   picked at connect time), optionally send a PROXY v1 line, then copy bytes
-  both ways until both sides have closed.
+  both ways until both sides have closed (relay.py copies through a buffer;
+  splice_relay.py, with `--relay splice|auto`, splices through a pipe; a
+  captured connection is always copied, since capture needs the bytes).
 * RESET: close with RST, so the client sees "connection reset" at once.
 * HOLD: say nothing and read nothing until the client leaves or the hold time
   passes (a `drop`); CLOSE: the same, but the hold table is full.
@@ -47,6 +49,7 @@ from foobar_ref.firewall.capture import Capture, ConnectionCapture
 from foobar_ref.firewall.core import Address, Command, Connection, ConnectionTable, Direction, Limits, proxy_v1_line
 from foobar_ref.firewall.relay import Relay, close_socket, send_all
 from foobar_ref.firewall.ruleset import RuleSet
+from foobar_ref.firewall.splice_relay import RelayMaker, relay_factory
 from foobar_ref.firewall.views import conntrack_listing, ruleset_listing
 from foobar_ref.observe.metrics import Metrics
 from foobar_ref.runtime.trio_shell import LISTEN_BACKLOG, BindError, log
@@ -73,6 +76,7 @@ class FirewallHop:
         ruleset: RuleSet,
         loader: RuleLoader,
         log_connections: bool = False,
+        relay_mode: str = "copy",
     ) -> None:
         fw = topo.firewall(name)
         host = topo.host(fw.guards)
@@ -84,6 +88,7 @@ class FirewallHop:
         self.capture = capture
         self.table = ConnectionTable(ruleset, limits, next_id=capture.first_id if capture else 1)
         self.log_connections = log_connections
+        self.new_relay: RelayMaker = Relay if capture is not None else relay_factory(relay_mode)
         self.loader = loader
         self.loaded = (time.time(), 1)  # when, generation
         self.reload_lock = trio.Lock()
@@ -231,7 +236,7 @@ class FirewallHop:
             _reset(client)
             return f"upstream failed: {error}"
         tap: ConnectionCapture | None = None
-        relay = Relay(client, server, conn)
+        relay = self.new_relay(client, server, conn)
         self.relays[conn.id] = relay
         try:
             self.table.connected(conn, _address(server.getsockname()), target)

@@ -57,9 +57,11 @@ class StoreServer:
                 return
             reply = await self.answer(request)
             closing = served == MAX_REQUESTS_PER_CONNECTION  # say so, so the client does not reuse it
-            await self._send(writer, _reply_bytes(conn, reply, closing))
+            data = _reply_bytes(conn, reply, closing)
+            await self._send(writer, data)
             self._done(reply.status, started)
-            self._log(request, reply.status, peer, started)
+            database = reply.payload.get("written_to") or reply.payload.get("read_from")
+            self._log(request, reply.status, peer, started, len(data), database)
             if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
                 return  # Connection: close from either side
             conn.start_next_cycle()
@@ -101,7 +103,9 @@ class StoreServer:
         self.metrics.requests.labels(hop=self.where.hop, outcome=str(status)).inc()
         self.metrics.latency.labels(hop=self.where.hop).observe(time.perf_counter() - started)
 
-    def _log(self, request: Message, status: int, peer: str, started: float) -> None:
+    def _log(
+        self, request: Message, status: int, peer: str, started: float, sent_bytes: int, database: str | None
+    ) -> None:
         head = request.head
         assert isinstance(head, h11.Request)
         log(
@@ -114,6 +118,9 @@ class StoreServer:
             duration_ms=round((time.perf_counter() - started) * 1000, 3),
             trace_id=trace_id_of(request.header(b"traceparent")),
             saw="plaintext",
+            bytes_in=len(request.body),
+            bytes_out=sent_bytes,
+            database=database,
         )
 
 

@@ -53,7 +53,7 @@ class WebServer:
             status, reply = await self._answer(conn, request, peer, closing)
             await stream.send_all(reply)
             self._count(status, time.perf_counter() - started)
-            self._log(request, status, peer, started)
+            self._log(request, status, peer, started, len(reply))
             if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
                 return  # Connection: close from either side
             conn.start_next_cycle()
@@ -124,7 +124,7 @@ class WebServer:
         if seconds is not None:
             self.metrics.latency.labels(hop=self.hop).observe(seconds)
 
-    def _log(self, request: Message, status: int, peer: str, started: float) -> None:
+    def _log(self, request: Message, status: int, peer: str, started: float, sent_bytes: int) -> None:
         head = request.head
         assert isinstance(head, h11.Request)
         log(
@@ -139,6 +139,9 @@ class WebServer:
             trace_id=trace_id_of(request.header(b"traceparent")),
             request_id=_header(request, b"x-request-id"),
             saw="plaintext",
+            bytes_in=len(request.body),
+            bytes_out=sent_bytes,
+            store=self.store_name if head.target.startswith(b"/api/messages") else None,
         )
 
 

@@ -47,7 +47,7 @@ def test_a_relayed_connection_is_written_and_read_back(tmp_path: Path) -> None:
     )
     assert (record.action, record.rule, record.start, record.end) == (
         "accept",
-        "tcp dport 80 ip saddr @lb-01 accept",
+        'tcp dport 80 ip saddr @lb-01 log prefix "firewall-2 accept: " accept',
         10.0,
         11.0,
     )

@@ -12,8 +12,8 @@ from foobar_ref.firewall.core import Command, ConnectionTable, Direction, Limits
 from foobar_ref.firewall.ruleset import RuleSet
 
 WEB_01 = "127.0.2.1"  # firewall-2 of the seed guards web-01
-LB_80 = "tcp dport 80 ip saddr @lb-01 accept"
-WEB_02_3307 = "tcp dport 3307 ip saddr @web-02 accept"
+LB_80 = 'tcp dport 80 ip saddr @lb-01 log prefix "firewall-2 accept: " accept'
+WEB_02_3307 = 'tcp dport 3307 ip saddr @web-02 log prefix "firewall-2 accept: " accept'
 CLIENT_REJECT = 'ip saddr @client log prefix "firewall-2 reject: " reject'
 
 
