@@ -20,14 +20,19 @@ from pathlib import Path
 import trio
 
 from foobar_ref.observe.metrics import Metrics
-from foobar_ref.runtime.admin_socket import admin_socket_path, bind_admin_socket
+from foobar_ref.runtime.admin_socket import (
+    READ_TIMEOUT_S,
+    admin_response,
+    admin_socket_path,
+    bind_admin_socket,
+    head_complete,
+    not_found,
+    route_key,
+)
 
 __all__ = ["admin_socket_path", "bind_admin_socket", "serve_admin", "read_metrics", "request"]
 
-READ_TIMEOUT_S = 5.0
-MAX_REQUEST_BYTES = 8192
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
-REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 409: "Conflict", 500: "Internal Server Error"}
 
 Route = Callable[[], Awaitable[tuple[int, bytes]]]
 Routes = Mapping[tuple[str, str], Route]
@@ -47,26 +52,21 @@ async def serve_admin(where: Path | socket.socket, metrics: Metrics, routes: Rou
 async def _answer(stream: trio.SocketStream, metrics: Metrics, routes: Routes) -> None:
     request = b""
     with trio.move_on_after(READ_TIMEOUT_S):
-        while b"\r\n\r\n" not in request and len(request) < MAX_REQUEST_BYTES:
+        while not head_complete(request):
             chunk = await stream.receive_some(4096)
             if not chunk:
                 break
             request += chunk
-    method, _, rest = request.partition(b" ")
-    target = rest.partition(b" ")[0].partition(b"?")[0].decode("ascii", "replace")
-    route = routes.get((method.decode("ascii", "replace"), target))
-    if request.startswith(b"GET /metrics"):
-        body, status = metrics.exposition(), b"200 OK"
+    key = route_key(request)
+    route = routes.get(key)
+    if key == ("GET", "/metrics"):
+        code, body = 200, metrics.exposition()
     elif route is not None:
         code, body = await route()
-        status = f"{code} {REASONS.get(code, 'Status')}".encode()
     else:
-        known = ", ".join(["GET /metrics", *(f"{m} {p}" for m, p in routes)])
-        body, status = f"not here (this socket answers: {known})\n".encode(), b"404 Not Found"
-    head = b"HTTP/1.1 " + status + b"\r\nContent-Type: text/plain; version=0.0.4\r\n"
-    head += b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body)
+        code, body = not_found(["GET /metrics", *(f"{m} {p}" for m, p in routes)])
     try:
-        await stream.send_all(head + body)
+        await stream.send_all(admin_response(code, body))
     finally:
         await trio.aclose_forcefully(stream)
 

@@ -28,3 +28,33 @@ def bind_admin_socket(path: Path) -> socket.socket:
     sock.listen(ADMIN_BACKLOG)
     sock.setblocking(False)
     return sock
+
+
+# --- the admin protocol, shared by the trio and asyncio servers ---------------------------
+# A tiny HTTP/1.1 subset: one request per connection, read until the end of its head (bounded in
+# time and size), answered with a whole response and closed.
+
+READ_TIMEOUT_S = 5.0
+MAX_REQUEST_BYTES = 8192
+REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 409: "Conflict", 500: "Internal Server Error"}
+
+
+def head_complete(request: bytes) -> bool:
+    """Stop reading: the head ended, or the request grew past its bound."""
+    return b"\r\n\r\n" in request or len(request) >= MAX_REQUEST_BYTES
+
+
+def route_key(request: bytes) -> tuple[str, str]:
+    """(method, path without query) of the request line."""
+    method, _, rest = request.partition(b" ")
+    target = rest.partition(b" ")[0].partition(b"?")[0]
+    return method.decode("ascii", "replace"), target.decode("ascii", "replace")
+
+
+def not_found(known: list[str]) -> tuple[int, bytes]:
+    return 404, f"not here (this socket answers: {', '.join(known)})\n".encode()
+
+
+def admin_response(code: int, body: bytes) -> bytes:
+    head = f"HTTP/1.1 {code} {REASONS.get(code, 'Status')}\r\nContent-Type: text/plain; version=0.0.4\r\n"
+    return head.encode() + b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body) + body

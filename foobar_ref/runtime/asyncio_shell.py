@@ -37,7 +37,15 @@ from typing import Any
 import h11
 
 from foobar_ref.observe.metrics import Metrics
-from foobar_ref.runtime.admin_socket import admin_socket_path, bind_admin_socket
+from foobar_ref.runtime.admin_socket import (
+    READ_TIMEOUT_S,
+    admin_response,
+    admin_socket_path,
+    bind_admin_socket,
+    head_complete,
+    not_found,
+    route_key,
+)
 
 __all__ = ["admin_socket_path", "bind_admin_socket", "serve_admin", "run_hop", "Listener", "open_tcp_listener"]
 from foobar_ref.wire.http import MAX_BODY_BYTES, HttpError, Message, read_message
@@ -45,8 +53,6 @@ from foobar_ref.wire.http import MAX_BODY_BYTES, HttpError, Message, read_messag
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 Task = Callable[[], Coroutine[Any, Any, None]]
 LISTEN_BACKLOG = 1024
-ADMIN_READ_TIMEOUT_S = 5.0
-ADMIN_MAX_REQUEST_BYTES = 8192
 STOP_GRACE_S = 2.0
 _LINGER_ZERO = b"\x01\x00\x00\x00\x00\x00\x00\x00"
 
@@ -245,21 +251,19 @@ async def serve_admin(where: Path | socket.socket, metrics: Metrics) -> None:
 async def _answer_admin(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, metrics: Metrics) -> None:
     request = b""
     with contextlib.suppress(TimeoutError, ConnectionError):
-        async with asyncio.timeout(ADMIN_READ_TIMEOUT_S):
-            while b"\r\n\r\n" not in request and len(request) < ADMIN_MAX_REQUEST_BYTES:
+        async with asyncio.timeout(READ_TIMEOUT_S):
+            while not head_complete(request):
                 chunk = await reader.read(4096)
                 if not chunk:
                     break
                 request += chunk
-    if request.startswith(b"GET /metrics"):
-        body, status = metrics.exposition(), b"200 OK"
+    if route_key(request) == ("GET", "/metrics"):
+        code, body = 200, metrics.exposition()
     else:
-        body, status = b"only GET /metrics here\n", b"404 Not Found"
-    head = b"HTTP/1.1 " + status + b"\r\nContent-Type: text/plain; version=0.0.4\r\n"
-    head += b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body)
+        code, body = not_found(["GET /metrics"])
     try:
-        writer.write(head + body)
-        async with asyncio.timeout(ADMIN_READ_TIMEOUT_S):
+        writer.write(admin_response(code, body))
+        async with asyncio.timeout(READ_TIMEOUT_S):
             await writer.drain()
     except (TimeoutError, ConnectionError):
         pass
