@@ -19,6 +19,15 @@ from the query (dnslib compresses the answers' owners to a pointer at offset
 the reply was stored; the patched bytes are rebuilt only when that age
 changes, so most hits do one dict look-up, two comparisons and one join.  An
 entry expires when its smallest TTL reaches zero.  Time comes in as data.
+
+The fast lane: most clients ask again with exactly the bytes they asked
+before.  `exact` maps the stored query's bytes after the id, as received, to
+its entry, whose `body` is the whole reply after the id (that query's letter
+case, TTLs as of `age_s`).  Equal keys mean equal header, name, type, class
+and OPT, so a hit there needs no other check: `query id + body`, valid while
+`now < entry.fresh_until` (the end of the current whole second of age, or the
+expiry if sooner).  Past that, or for another letter case, `lookup` does the
+full work above and re-ages the entry.  The UDP loop inlines this lane.
 """
 
 from __future__ import annotations
@@ -48,29 +57,37 @@ class Entry:
     age_s: int
     rcode: str
     log_tail: str  # the end of the query's log line: name, type, rcode
+    key: bytes  # the stored query after the id, as received
+    body: bytes = b""  # reply[2:] with the stored query's name, TTLs as of `age_s`
+    fresh_until: float = 0.0  # `body` is exact before this time: min(next whole second of age, expires_at)
 
 
 class WireCache:
     def __init__(self, max_entries: int = MAX_ENTRIES) -> None:
         self.max_entries = max_entries
-        self.entries: dict[bytes, Entry] = {}
+        self.entries: dict[bytes, Entry] = {}  # lower-cased query after the id -> entry
+        self.exact: dict[bytes, Entry] = {}  # the stored query after the id, as received -> the same entry
 
     def __len__(self) -> int:
         return len(self.entries)
 
     def flush(self) -> None:
         self.entries.clear()
+        self.exact.clear()
 
     def lookup(self, query: bytes, now: float) -> tuple[bytes, Entry] | None:
         """(reply, entry) for a query whose twin was answered before and has not expired."""
+        entry = self.exact.get(query[2:])
+        if entry is not None and now < entry.fresh_until:
+            return query[:2] + entry.body, entry
         entry = self.entries.get(query[2:].lower())
         if entry is None or query[2:12] != entry.head or query[entry.name_end :] != entry.tail:
             return None
         if now >= entry.expires_at:
-            del self.entries[query[2:].lower()]
+            self._forget(entry)
             return None
         age_s = int(now - entry.stored_at)
-        if age_s != entry.age_s:
+        if age_s != entry.age_s or now >= entry.fresh_until:
             _age(entry, age_s)
         return query[:2] + entry.middle + query[HEADER_BYTES : entry.name_end] + entry.rest, entry
 
@@ -101,13 +118,23 @@ class WireCache:
             0,
             rcode,
             tail,
+            query[2:],
         )
+        _age(entry, 0)
         key = query[2:].lower()
-        self.entries.pop(key, None)
+        old = self.entries.get(key)
+        if old is not None:
+            self._forget(old)
         while len(self.entries) >= self.max_entries:
-            del self.entries[next(iter(self.entries))]
+            self._forget(next(iter(self.entries.values())))
         self.entries[key] = entry
+        self.exact[entry.key] = entry
         return entry
+
+    def _forget(self, entry: Entry) -> None:
+        self.entries.pop(entry.key.lower(), None)
+        if self.exact.get(entry.key) is entry:
+            del self.exact[entry.key]
 
 
 def _age(entry: Entry, age_s: int) -> None:
@@ -116,6 +143,8 @@ def _age(entry: Entry, age_s: int) -> None:
         struct.pack_into("!I", rest, offset, max(ttl_s - age_s, 0))
     entry.rest = bytes(rest)
     entry.age_s = age_s
+    entry.body = entry.middle + entry.key[HEADER_BYTES - 2 : entry.name_end - 2] + entry.rest
+    entry.fresh_until = min(entry.stored_at + age_s + 1, entry.expires_at)
 
 
 def _ttl_offsets(reply: bytes, name_end: int) -> tuple[tuple[tuple[int, int], ...], int | None]:

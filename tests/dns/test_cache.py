@@ -108,3 +108,43 @@ def test_wire_cache_does_not_keep_uncacheable_replies() -> None:
     assert wire.store(asked, _reply_for(asked, 0), now=0.0) is None
     empty = DNSRecord.parse(asked).reply()
     assert wire.store(asked, bytes(empty.pack()), now=0.0) is None  # nothing bounds its lifetime
+
+
+def _answer(hit: tuple[bytes, object] | None) -> tuple[int, str, int]:
+    assert hit is not None
+    reply = DNSRecord.parse(hit[0])
+    return reply.header.id, str(reply.rr[0].rname), reply.rr[0].ttl
+
+
+def test_wire_cache_exact_twin_keeps_its_case_and_ages_by_the_second() -> None:
+    wire = WireCache()
+    asked = query("www.example.test", qid=1, edns=opt(1232))
+    wire.store(asked, _reply_for(asked, 30), now=10.0)
+    twin = query("www.example.test", qid=7, edns=opt(1232))
+    assert _answer(wire.lookup(twin, now=10.2)) == (7, "www.example.test.", 30)
+    assert _answer(wire.lookup(twin, now=10.99)) == (7, "www.example.test.", 30)
+    assert _answer(wire.lookup(query("WWW.example.test", qid=8, edns=opt(1232)), now=11.5)) == (
+        8,
+        "WWW.example.test.",
+        29,
+    )
+    assert _answer(wire.lookup(twin, now=11.6)) == (7, "www.example.test.", 29)  # its own case again
+    assert _answer(wire.lookup(twin, now=39.99)) == (7, "www.example.test.", 1)
+    assert wire.lookup(twin, now=40.0) is None  # expired, through the exact lane too
+    assert len(wire) == 0 and not wire.exact
+
+
+def test_wire_cache_replacing_and_evicting_forget_both_keys() -> None:
+    wire = WireCache(max_entries=2)
+    first = query("www.example.test", qid=1)
+    wire.store(first, _reply_for(first, 30), now=0.0)
+    wire.store(query("WWW.example.test", qid=2), _reply_for(first, 60), now=1.0)  # same question, new case
+    assert len(wire) == 1 and len(wire.exact) == 1
+    assert _answer(wire.lookup(query("www.example.test", qid=3), now=2.0))[2] == 59  # the newer reply
+    for n, name in enumerate(("a.example.test", "b.example.test")):
+        other = query(name, qid=10 + n)
+        wire.store(other, _reply_for(other, 30), now=2.0)
+    assert len(wire) == 2 and len(wire.exact) == 2
+    assert wire.lookup(query("www.example.test", qid=4), now=3.0) is None  # the oldest went first
+    wire.flush()
+    assert len(wire) == 0 and not wire.exact

@@ -79,7 +79,12 @@ def test_resolves_through_the_hierarchy_then_from_cache(stack: dict[str, Hop]) -
     assert upstream_for(resolver, second.query_id) == []
     third = ask("WWW.foobar.COM")  # the same bytes again: the wire cache
     assert query_line(resolver, third.query_id)["cache"] == "hit" and third.addresses == ["127.0.1.1"]
-    assert resolver.metric("foobar_dns_cache_total", result="hit") >= hits_before + 2
+    fourth = ask("www.foobar.com")  # the stored question's own bytes: the exact lane, its own case
+    line = query_line(resolver, fourth.query_id)
+    assert line["cache"] == "hit" and str(line["client"]).startswith(f"{CLIENT_IP}:")
+    assert line["transport"] == "udp" and line["name"] == "www.foobar.com." and line["rcode"] == "NOERROR"
+    assert fourth.answers[0][0] == "www.foobar.com." and fourth.addresses == ["127.0.1.1"]
+    assert resolver.metric("foobar_dns_cache_total", result="hit") >= hits_before + 3
     assert resolver.metric("foobar_requests_total", outcome="NOERROR") >= 3
 
 
