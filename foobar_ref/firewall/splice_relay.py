@@ -23,7 +23,9 @@ direction), but only when the pump ended with its pipe empty; a pipe left
 holding bytes (abort, idle timeout, stop) is closed.
 
 `--relay auto` (the default) starts each direction in the copy pump and moves
-it to splice once it has relayed `AUTO_SPLICE_AFTER_BYTES`: small
+it to splice once it has relayed `AUTO_SPLICE_AFTER_BYTES` in bulk reads (at
+least relay.BULK_READ_BYTES each; a keep-alive connection of small messages
+never gets there however long it lives): small
 request/response traffic keeps the copy path (splice measured ~5 % more CPU per
 small request: the same two calls per chunk, plus the pipe's page bookkeeping,
 for a copy of a few hundred bytes saved), bulk transfers get splice (~30-40 %
@@ -42,10 +44,11 @@ from collections.abc import Callable
 import trio
 
 from foobar_ref.firewall.core import Connection, Direction
+from foobar_ref.firewall.readiness import Ready, wait_readable, wait_writable
 from foobar_ref.firewall.relay import CHUNKS_PER_CHECKPOINT, Relay
 
 PIPE_BYTES = 64 * 1024
-AUTO_SPLICE_AFTER_BYTES = 256 * 1024  # per direction; below this the copy pump is cheaper (measured)
+AUTO_SPLICE_AFTER_BYTES = 256 * 1024  # per direction, in bulk reads; below this the copy pump is cheaper (measured)
 MAX_SPARE_PIPES = 256
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 _FLAGS = getattr(os, "SPLICE_F_MOVE", 1) | getattr(os, "SPLICE_F_NONBLOCK", 2)
@@ -106,11 +109,12 @@ class SpliceRelay(Relay):
         inbound = direction is Direction.IN
         sender, receiver = ("client", "server") if inbound else ("server", "client")
         pipe_out, pipe_in = pipe
+        src_ready, dst_ready = self._readiness(inbound)
         src_fd, dst_fd = src.fileno(), dst.fileno()
         conn, chunks, drained = self.conn, 0, wait
         while True:
             if drained:
-                await trio.lowlevel.wait_readable(src)
+                await wait_readable(src_ready)
             try:
                 size = os.splice(src_fd, pipe_in, PIPE_BYTES, flags=_FLAGS)
             except BlockingIOError:
@@ -130,7 +134,7 @@ class SpliceRelay(Relay):
                 conn.bytes_out += size
             self.moved = True
             try:
-                await _drain(pipe_out, dst, dst_fd, size)
+                await _drain(pipe_out, dst_ready, dst_fd, size)
             except OSError as err:
                 self._abort(f"{receiver} reset: {err.strerror or err}")
                 return False
@@ -139,13 +143,13 @@ class SpliceRelay(Relay):
                 await trio.lowlevel.checkpoint()
 
 
-async def _drain(pipe_out: int, dst: stdsocket.socket, dst_fd: int, size: int) -> None:
+async def _drain(pipe_out: int, dst_ready: Ready, dst_fd: int, size: int) -> None:
     """Move `size` bytes from the pipe into the socket, waiting whenever the socket is full."""
     while size:
         try:
             size -= os.splice(pipe_out, dst_fd, size, flags=_FLAGS)
         except BlockingIOError:
-            await trio.lowlevel.wait_writable(dst)
+            await wait_writable(dst_ready)
 
 
 def _new_pipe() -> tuple[int, int]:

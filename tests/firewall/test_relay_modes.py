@@ -305,3 +305,25 @@ async def test_pipes_are_reused_after_clean_ends_and_closed_after_aborts(monkeyp
         spare.remove(pipe)
         os.close(pipe[0])
         os.close(pipe[1])
+
+
+async def test_auto_keeps_many_small_exchanges_on_the_copy_pump(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only bulk reads count towards the switch: a long keep-alive of small messages is never spliced."""
+    monkeypatch.setattr(splice_relay, "AUTO_SPLICE_AFTER_BYTES", 1000)
+    monkeypatch.setattr(splice_relay, "_new_pipe", lambda: pytest.fail("a pipe was made"))
+    monkeypatch.setattr(splice_relay, "_spare", [])
+    request, answer, rounds = b"GET / HTTP/1.1\r\n\r\n", b"HTTP/1.1 200 OK\r\n\r\n" * 5, 100
+
+    def work(client: socket.socket, server: socket.socket) -> None:
+        for _ in range(rounds):
+            client.sendall(request)
+            assert server.recv(100) == request
+            server.sendall(answer)
+            assert client.recv(200) == answer
+        server.close()
+        client.close()
+
+    client_end, server_end = _sockets()
+    _, conn, reason = await _relayed(splice_relay.relay_factory("auto"), client_end, server_end, work)
+    assert (conn.bytes_in, conn.bytes_out) == (rounds * len(request), rounds * len(answer)) and conn.bytes_in > 1000
+    assert reason == "closed both ways"
