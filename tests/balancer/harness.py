@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from foobar_ref.balancer.proxy_protocol import ProxyHeader, format_line
+from tests.topologies import firewall, host, resolver, service, topology_text
 
 READY_TIMEOUT_S = 15.0
 IO_TIMEOUT_S = 5.0
@@ -240,31 +241,23 @@ class LbPlan:
 
 def write_topology(folder: Path, plan: LbPlan) -> Path:
     (folder / "test.hints").write_text(". 3600 IN NS a.root.test.\na.root.test. 3600 IN A 127.0.53.54\n")
-    lines = [
-        '[site]\ndomain = "foobar.com"\nentry = "lb-01"\n',
-        '[[hosts]]\nname = "client"\nrole = "client"\naddress = "127.0.53.100"\n',
-        '[[hosts]]\nname = "dns"\nrole = "dns"\naddress = "127.0.53.53"',
-        '  [[hosts.services]]\n  name = "dns"\n  kind = "resolver"\n  ports = { dns = 53 }',
-        '  root_hints = "test.hints"\n',
-        f'[[hosts]]\nname = "lb-01"\nrole = "balancer"\naddress = "{plan.address}"',
-        f'inner = "{plan.inner}"' if plan.inner else "",
-        '  [[hosts.services]]\n  name = "lb-01"\n  kind = "balancer"',
-        f"  ports = {{ https = {plan.https_port}, http = {plan.http_port} }}",
-        f"  backends = {json.dumps([name for name, _, _ in plan.backends])}\n",
-        '[[hosts]]\nname = "data"\nrole = "server"\naddress = "127.0.53.60"',
-        '  [[hosts.services]]\n  name = "store-01"\n  kind = "store"\n  ports = { http = 8100 }',
-        '  read_from = "db-01"\n  write_to = "db-01"',
-        '  [[hosts.services]]\n  name = "db-01"\n  kind = "mariadb"\n  ports = { mysql = 3307 }\n',
+    ports = {"https": plan.https_port, "http": plan.http_port}
+    lb = service("lb-01", "balancer", ports, backends=[name for name, _, _ in plan.backends])
+    data = [
+        service("store-01", "store", {"http": 8100}, read_from="db-01", write_to="db-01"),
+        service("db-01", "mariadb", {"mysql": 3307}),
+    ]
+    hosts = [
+        host("client", "client", "127.0.53.100"),
+        resolver("127.0.53.53", 53, root_hints="test.hints"),
+        host("lb-01", "balancer", plan.address, plan.inner, [lb]),
+        host("data", "server", "127.0.53.60", services=data),
     ]
     for name, ip, port in plan.backends:
-        lines.append(f'[[hosts]]\nname = "{name}"\nrole = "server"\naddress = "{ip}"')
-        lines.append(f'  [[hosts.services]]\n  name = "{name}"\n  kind = "web"\n  ports = {{ http = {port} }}')
-        lines.append('  store = "store-01"\n')
-    if plan.inner:
-        proxy = "true" if plan.proxy_protocol else "false"
-        lines.append(f'[[firewalls]]\nname = "firewall-1"\nguards = "lb-01"\nproxy_protocol = {proxy}')
+        hosts.append(host(name, "server", ip, services=[service(name, "web", {"http": port}, store="store-01")]))
+    firewalls = [firewall("firewall-1", "lb-01", proxy_protocol=plan.proxy_protocol)] if plan.inner else []
     path = folder / "topology.toml"
-    path.write_text("\n".join(lines) + "\n")
+    path.write_text(topology_text({"domain": "foobar.com", "entry": "lb-01"}, hosts, firewalls))
     return path
 
 

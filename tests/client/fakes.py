@@ -15,7 +15,7 @@ from pathlib import Path
 import h11
 from dnslib import QTYPE, RCODE, RR, A, DNSError, DNSRecord
 
-from foobar_ref import topology
+from tests.topologies import host, resolver, service, topology_text, web_store_db
 
 CLIENT_IP = "127.0.54.10"
 DNS_IP = "127.0.54.53"
@@ -187,35 +187,13 @@ def _read_request(conn: h11.Connection, sock: socket.socket) -> tuple[h11.Reques
 
 def write_topology(folder: Path, dns_port: int, https_port: int) -> Path:
     """A minimal topology on 127.0.54.0/24 pointing at the fake servers."""
-    hints = topology.default_path().parent / "root.hints"
-    text = f"""
-[site]
-domain = "foobar.com"
-entry = "lb"
-[[hosts]]
-name = "client"
-role = "client"
-address = "{CLIENT_IP}"
-[[hosts]]
-name = "dns"
-role = "dns"
-address = "{DNS_IP}"
-services = [{{ name = "dns", kind = "resolver", ports = {{ dns = {dns_port} }}, root_hints = "{hints}" }}]
-[[hosts]]
-name = "lb"
-role = "balancer"
-address = "{WEB_IP}"
-services = [{{ name = "lb", kind = "balancer", ports = {{ https = {https_port} }}, backends = ["web"] }}]
-[[hosts]]
-name = "web"
-role = "server"
-address = "127.0.54.20"
-services = [
-  {{ name = "web", kind = "web", ports = {{ http = 8080 }}, store = "store" }},
-  {{ name = "store", kind = "store", ports = {{ http = 8100 }}, read_from = "db", write_to = "db" }},
-  {{ name = "db", kind = "mariadb", ports = {{ mysql = 3307 }} }},
-]
-"""
+    hosts = [
+        host("client", "client", CLIENT_IP),
+        resolver(DNS_IP, dns_port),
+        host("lb", "balancer", WEB_IP, services=[service("lb", "balancer", {"https": https_port}, backends=["web"])]),
+        host("web", "server", "127.0.54.20", services=web_store_db("web", "store", "db", (8080, 8100, 3307))),
+    ]
+    text = topology_text({"domain": "foobar.com", "entry": "lb"}, hosts)
     path = folder / "topology.toml"
     path.write_text(text)
     return path

@@ -21,6 +21,8 @@ from pathlib import Path
 
 from foobar_ref.observe.metrics import parse_exposition
 from foobar_ref.runtime.admin import admin_socket_path, read_metrics, request
+from tests.topologies import firewall as firewall_block
+from tests.topologies import host, resolver, service, topology_text, web_store_db
 
 FRONT = "127.0.51.1"  # the balancer host: accepted on the web port
 CLIENT = "127.0.51.10"  # the client host: rejected
@@ -29,64 +31,6 @@ WEB_PORT, STORE_PORT, DB_PORT = 18080, 18100, 13307
 HOP = "fw-test"
 READY_TIMEOUT_S = 10.0
 EOF_TRAILER = b"<eof>"
-
-TOPOLOGY = """
-[site]
-domain = "example.test"
-entry = "front-lb"
-
-[[hosts]]
-name = "client"
-role = "client"
-address = "{client}"
-
-[[hosts]]
-name = "dns"
-role = "dns"
-address = "127.0.51.3"
-  [[hosts.services]]
-  name = "dns"
-  kind = "resolver"
-  ports = {{ dns = 18053 }}
-  root_hints = "test.hints"
-
-[[hosts]]
-name = "front"
-role = "balancer"
-address = "{front}"
-  [[hosts.services]]
-  name = "front-lb"
-  kind = "balancer"
-  ports = {{ https = 18443 }}
-  backends = ["app-web"]
-
-[[hosts]]
-name = "app"
-role = "server"
-address = "{public}"
-inner = "{inner}"
-  [[hosts.services]]
-  name = "app-web"
-  kind = "web"
-  ports = {{ http = {web} }}
-  store = "app-store"
-  [[hosts.services]]
-  name = "app-store"
-  kind = "store"
-  ports = {{ http = {store} }}
-  read_from = "app-db"
-  write_to = "app-db"
-  [[hosts.services]]
-  name = "app-db"
-  kind = "mariadb"
-  ports = {{ mysql = {db} }}
-
-[[firewalls]]
-name = "{hop}"
-guards = "app"
-proxy_protocol = {proxy}
-rules_file = "fw.rules"
-"""
 
 RULES = """# the test firewall
 policy drop
@@ -109,17 +53,16 @@ def write_topology(folder: Path, public: str, inner: str, proxy: bool = False, r
     (folder / "test.hints").write_text("; not read by the firewall\n")
     write_rules(folder, rules)
     path = folder / "topology.toml"
-    text = TOPOLOGY.format(
-        client=CLIENT,
-        front=FRONT,
-        public=public,
-        inner=inner,
-        hop=HOP,
-        proxy=str(proxy).lower(),
-        web=WEB_PORT,
-        store=STORE_PORT,
-        db=DB_PORT,
-    )
+    front = [service("front-lb", "balancer", {"https": 18443}, backends=["app-web"])]
+    app = web_store_db("app-web", "app-store", "app-db", (WEB_PORT, STORE_PORT, DB_PORT))
+    hosts = [
+        host("client", "client", CLIENT),
+        resolver("127.0.51.3", 18053, root_hints="test.hints"),
+        host("front", "balancer", FRONT, services=front),
+        host("app", "server", public, inner, services=app),
+    ]
+    firewalls = [firewall_block(HOP, "app", rules_file="fw.rules", proxy_protocol=proxy)]
+    text = topology_text({"domain": "example.test", "entry": "front-lb"}, hosts, firewalls)
     path.write_text(text)
     return path
 

@@ -17,90 +17,28 @@ from pathlib import Path
 
 from foobar_ref import topology
 from foobar_ref.mysql import setup
+from tests.topologies import host, resolver, service, topology_text, web_store_db
 
-ROOT_HINTS = Path(topology.default_path()).parent / "root.hints"
 READY_TIMEOUT_S = 60.0
-
-TEMPLATE = """
-[site]
-domain = "foobar.com"
-entry = "lb"
-
-[[hosts]]
-name = "client"
-role = "client"
-address = "127.0.52.10"
-
-[[hosts]]
-name = "dns"
-role = "dns"
-address = "127.0.52.3"
-  [[hosts.services]]
-  name = "dns"
-  kind = "resolver"
-  ports = {{ dns = {dns_port} }}
-  root_hints = "{hints}"
-
-[[hosts]]
-name = "lb"
-role = "balancer"
-address = "127.0.52.5"
-  [[hosts.services]]
-  name = "lb"
-  kind = "balancer"
-  ports = {{ https = {lb_port} }}
-  backends = ["web-01"]
-
-[[hosts]]
-name = "t-web-01"
-role = "server"
-address = "127.0.52.1"
-  [[hosts.services]]
-  name = "web-01"
-  kind = "web"
-  ports = {{ http = {web_port} }}
-  store = "store-01"
-  [[hosts.services]]
-  name = "store-01"
-  kind = "store"
-  ports = {{ http = {store_port} }}
-  read_from = "db-01"
-  write_to = "db-01"
-  [[hosts.services]]
-  name = "db-01"
-  kind = "mariadb"
-  ports = {{ mysql = {db_port} }}
-
-[[hosts]]
-name = "t-web-02"
-role = "server"
-address = "127.0.52.2"
-  [[hosts.services]]
-  name = "store-02"
-  kind = "store"
-  ports = {{ http = {store_port} }}
-  read_from = "db-02"
-  write_to = "db-01"
-  [[hosts.services]]
-  name = "db-02"
-  kind = "mariadb"
-  ports = {{ mysql = {db_port} }}
-  replica_of = "db-01"
-"""
 
 
 def write_topology(folder: Path, db_port: int, store_port: int) -> Path:
     path = folder / "topology.toml"
-    text = TEMPLATE.format(
-        dns_port=db_port + 2,
-        lb_port=db_port + 3,
-        web_port=db_port + 4,
-        store_port=store_port,
-        db_port=db_port,
-        hints=ROOT_HINTS,
-    )
-    path.write_text(text)
-    topology.load(path)  # fail here, naming the problem, if the template is wrong
+    lb = [service("lb", "balancer", {"https": db_port + 3}, backends=["web-01"])]
+    t_web_01 = web_store_db("web-01", "store-01", "db-01", (db_port + 4, store_port, db_port))
+    t_web_02 = [
+        service("store-02", "store", {"http": store_port}, read_from="db-02", write_to="db-01"),
+        service("db-02", "mariadb", {"mysql": db_port}, replica_of="db-01"),
+    ]
+    hosts = [
+        host("client", "client", "127.0.52.10"),
+        resolver("127.0.52.3", db_port + 2),
+        host("lb", "balancer", "127.0.52.5", services=lb),
+        host("t-web-01", "server", "127.0.52.1", services=t_web_01),
+        host("t-web-02", "server", "127.0.52.2", services=t_web_02),
+    ]
+    path.write_text(topology_text({"domain": "foobar.com", "entry": "lb"}, hosts))
+    topology.load(path)  # fail here, naming the problem, if the text is wrong
     return path
 
 
