@@ -16,7 +16,7 @@ from pathlib import Path
 from foobar_ref.balancer.shell import HANDSHAKE_TIMEOUT_S, Balancer, server_context
 from foobar_ref.observe.metrics import Metrics
 from foobar_ref.runtime.admin import admin_socket_path, bind_admin_socket, serve_admin
-from foobar_ref.runtime.cli_args import parse_hop_args
+from foobar_ref.runtime.cli_args import parse_hop_args, seconds
 from foobar_ref.runtime.trio_shell import Listener, open_tcp_listener, run_hop
 
 
@@ -25,20 +25,10 @@ def _flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--key", type=Path, required=True, help="PEM: the leaf's private key")
     parser.add_argument(
         "--handshake-timeout-s",
-        type=_positive_seconds,
+        type=seconds,
         default=HANDSHAKE_TIMEOUT_S,
         help=f"seconds a client has to finish the TLS handshake (default {HANDSHAKE_TIMEOUT_S:g})",
     )
-
-
-def _positive_seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not 0 < value <= 3600:
-        raise argparse.ArgumentTypeError(f"must be in (0, 3600] seconds: {text!r}")
-    return value
 
 
 def main() -> None:

@@ -24,17 +24,17 @@ from foobar_ref.dns.resolver_shell import MAX_RESOLUTIONS, TCP_READ_TIMEOUT_S, U
 from foobar_ref.dns.shell import DnsServer
 from foobar_ref.observe.metrics import Metrics
 from foobar_ref.runtime.admin import admin_socket_path, bind_admin_socket, serve_admin
-from foobar_ref.runtime.cli_args import HopArgs, parse_hop_args
+from foobar_ref.runtime.cli_args import HopArgs, parse_hop_args, seconds
 from foobar_ref.runtime.trio_shell import Listener, log, open_tcp_listener, open_udp_socket, run_hop
 
 
 def _flags(parser: argparse.ArgumentParser) -> None:
     defaults = Config()
-    parser.add_argument("--upstream-timeout-s", type=float, default=defaults.upstream_timeout_s)
+    parser.add_argument("--upstream-timeout-s", type=seconds, default=defaults.upstream_timeout_s)
     parser.add_argument("--tries", type=int, default=defaults.tries, help="rounds over a zone's servers")
-    parser.add_argument("--resolution-timeout-s", type=float, default=defaults.resolution_timeout_s)
+    parser.add_argument("--resolution-timeout-s", type=seconds, default=defaults.resolution_timeout_s)
     parser.add_argument("--max-resolutions", type=int, default=MAX_RESOLUTIONS, help="concurrent resolutions")
-    parser.add_argument("--tcp-read-timeout-s", type=float, default=TCP_READ_TIMEOUT_S)
+    parser.add_argument("--tcp-read-timeout-s", type=seconds, default=TCP_READ_TIMEOUT_S)
     parser.add_argument("--upstream-port", type=int, default=UPSTREAM_PORT, help="the authorities' port")
     parser.add_argument("--no-query-log", action="store_true", help="do not log one line per client query")
 

@@ -21,18 +21,8 @@ from foobar_ref.firewall.shell import FirewallHop
 from foobar_ref.firewall.splice_relay import RELAY_MODES, available
 from foobar_ref.observe.metrics import Metrics
 from foobar_ref.runtime.admin import admin_socket_path, bind_admin_socket, serve_admin
-from foobar_ref.runtime.cli_args import parse_hop_args
+from foobar_ref.runtime.cli_args import parse_hop_args, seconds
 from foobar_ref.runtime.trio_shell import log, run_hop
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds, found {text!r}") from None
-    if not 0 < value <= 86400:
-        raise argparse.ArgumentTypeError(f"expected seconds in (0, 86400], found {text}")
-    return value
 
 
 def _count(text: str) -> int:
@@ -43,8 +33,8 @@ def _count(text: str) -> int:
 
 def _flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--capture", type=Path, default=None, help="record relayed bytes into this folder")
-    parser.add_argument("--drop-hold-s", type=_seconds, default=DROP_HOLD_S, help="hold a dropped connection this long")
-    parser.add_argument("--idle-timeout-s", type=_seconds, default=IDLE_TIMEOUT_S, help="close a relay idle this long")
+    parser.add_argument("--drop-hold-s", type=seconds, default=DROP_HOLD_S, help="hold a dropped connection this long")
+    parser.add_argument("--idle-timeout-s", type=seconds, default=IDLE_TIMEOUT_S, help="close a relay idle this long")
     parser.add_argument("--max-tracked", type=_count, default=MAX_RELAYED, help="relayed connections tracked at most")
     parser.add_argument("--max-held", type=_count, default=MAX_HELD, help="dropped connections held at most")
     parser.add_argument(

@@ -13,6 +13,19 @@ from pathlib import Path
 
 from foobar_ref import topology
 
+MAX_SETTING_S = 86400.0
+
+
+def seconds(text: str) -> float:
+    """argparse type for a timeout or hold time: a positive number of seconds, at most a day."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, found {text!r}") from None
+    if not 0 < value <= MAX_SETTING_S:
+        raise argparse.ArgumentTypeError(f"expected seconds in (0, {MAX_SETTING_S:g}], found {text}")
+    return value
+
 
 @dataclass(frozen=True)
 class HopArgs:

@@ -19,14 +19,14 @@ from foobar_ref.runtime.asyncio_shell import (
     run_hop,
     serve_admin,
 )
-from foobar_ref.runtime.cli_args import parse_hop_args
+from foobar_ref.runtime.cli_args import parse_hop_args, seconds
 from foobar_ref.store import core, repo
 from foobar_ref.store.shell import REQUEST_TIMEOUT_S, StoreServer
 
 
 def _flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--request-timeout-s", type=float, default=REQUEST_TIMEOUT_S,
+        "--request-timeout-s", type=seconds, default=REQUEST_TIMEOUT_S,
         help=f"time a client has to send a whole request once it started (default {REQUEST_TIMEOUT_S:g}; -> 408)",
     )  # fmt: skip
 
