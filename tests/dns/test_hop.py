@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ from foobar_ref.dns import stub
 from foobar_ref.observe.metrics import parse_exposition
 from foobar_ref.runtime.admin import admin_socket_path, read_metrics
 from tests.dns.hierarchy import copy_topology
-from tests.dns.util import closed_by_server, header, query
+from tests.dns.util import closed_by_server, framed, header, query, read_framed
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED = ROOT / "foobar_ref" / "topologies" / "seed.toml"
@@ -159,28 +158,12 @@ def test_malformed_over_udp(hop: Hop) -> None:
     assert stub.query("www.foobar.com", "A", SERVER, CLIENT_IP).addresses == ["127.0.1.1"]
 
 
-def _framed(packet: bytes) -> bytes:
-    return struct.pack("!H", len(packet)) + packet
-
-
-def _read_framed(sock: socket.socket) -> bytes:
-    def exactly(count: int) -> bytes:
-        data = b""
-        while len(data) < count:
-            chunk = sock.recv(count - len(data))
-            assert chunk, "connection closed early"
-            data += chunk
-        return data
-
-    return exactly(struct.unpack("!H", exactly(2))[0])
-
-
 def test_tcp_pipelined_queries_answered_in_order(hop: Hop) -> None:
     """D-15: two queries in one write, two replies in the same order."""
     first, second = query("www.foobar.com", qid=1), query("nope.foobar.com", qid=2)
     with socket.create_connection(SERVER, timeout=2.0, source_address=(CLIENT_IP, 0)) as sock:
-        sock.sendall(_framed(first) + _framed(second))
-        replies = [DNSRecord.parse(_read_framed(sock)) for _ in range(2)]
+        sock.sendall(framed(first) + framed(second))
+        replies = [DNSRecord.parse(read_framed(sock)) for _ in range(2)]
     assert [(r.header.id, r.header.rcode) for r in replies] == [(1, 0), (2, 3)]
 
 
@@ -235,8 +218,8 @@ def test_tcp_connection_limit(hop: Hop) -> None:
         assert stub.query("www.foobar.com", "A", SERVER, CLIENT_IP).addresses == ["127.0.1.1"]
         held = sockets[closed.index(False)]
         held.settimeout(2.0)
-        held.sendall(_framed(query("www.foobar.com", qid=7)))
-        assert DNSRecord.parse(_read_framed(held)).header.id == 7
+        held.sendall(framed(query("www.foobar.com", qid=7)))
+        assert DNSRecord.parse(read_framed(held)).header.id == 7
     finally:
         for sock in sockets:
             sock.close()

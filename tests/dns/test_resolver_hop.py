@@ -14,7 +14,7 @@ from dnslib import QTYPE, RR, DNSRecord
 
 from foobar_ref.dns import dig, stub
 from tests.dns.hierarchy import AUTHORITIES, CLIENT_IP, Hop, copy_topology, start, wait_for
-from tests.dns.util import closed_by_server, header, query, question
+from tests.dns.util import closed_by_server, framed, header, query, question, read_framed
 
 RESOLVER = ("127.0.50.1", 53)
 ROOT_IP, COM_IP, FOOBAR_IP = "127.0.50.10", "127.0.50.11", "127.0.50.12"
@@ -226,22 +226,6 @@ def test_bad_input_over_udp(stack: dict[str, Hop]) -> None:
     assert resolver.process.poll() is None
 
 
-def _framed(packet: bytes) -> bytes:
-    return struct.pack("!H", len(packet)) + packet
-
-
-def _read_framed(sock: socket.socket) -> bytes:
-    def exactly(count: int) -> bytes:
-        data = b""
-        while len(data) < count:
-            chunk = sock.recv(count - len(data))
-            assert chunk, "connection closed early"
-            data += chunk
-        return data
-
-    return exactly(struct.unpack("!H", exactly(2))[0])
-
-
 def test_tcp_stall_is_closed_and_others_served(stack: dict[str, Hop]) -> None:
     """D-14: a length prefix then silence; UDP and other TCP clients are served; the stall is closed."""
     with socket.create_connection(RESOLVER, timeout=2.0, source_address=(CLIENT_IP, 0)) as stalled:
@@ -257,11 +241,11 @@ def test_tcp_stall_is_closed_and_others_served(stack: dict[str, Hop]) -> None:
 def test_tcp_pipelined_and_garbage(stack: dict[str, Hop]) -> None:
     """D-15: two queries in one write, answered in order; then a FORMERR query on the same connection."""
     with socket.create_connection(RESOLVER, timeout=3.0, source_address=(CLIENT_IP, 0)) as sock:
-        sock.sendall(_framed(query("www.foobar.com", qid=1)) + _framed(query("nope2.foobar.com", qid=2)))
-        replies = [DNSRecord.parse(_read_framed(sock)) for _ in range(2)]
+        sock.sendall(framed(query("www.foobar.com", qid=1)) + framed(query("nope2.foobar.com", qid=2)))
+        replies = [DNSRecord.parse(read_framed(sock)) for _ in range(2)]
         assert [(r.header.id, r.header.rcode) for r in replies] == [(1, 0), (2, 3)]
-        sock.sendall(_framed(header(qid=3, qd=0)))
-        assert struct.unpack("!HH", _read_framed(sock)[:4]) == (3, 0x8181 | 0x0080)  # FORMERR, RD and RA
+        sock.sendall(framed(header(qid=3, qd=0)))
+        assert struct.unpack("!HH", read_framed(sock)[:4]) == (3, 0x8181 | 0x0080)  # FORMERR, RD and RA
 
 
 class ForgingAuthority:

@@ -86,3 +86,22 @@ def closed_by_server(sockets: list[socket.socket]) -> list[bool]:
         except ConnectionResetError:
             closed.append(True)
     return closed
+
+
+def framed(packet: bytes) -> bytes:
+    """A DNS message as sent over TCP: 2-byte length, then the message (RFC 1035 4.2.2)."""
+    return struct.pack("!H", len(packet)) + packet
+
+
+def read_framed(sock: socket.socket) -> bytes:
+    """One length-prefixed DNS message from a TCP socket."""
+
+    def exactly(count: int) -> bytes:
+        data = b""
+        while len(data) < count:
+            chunk = sock.recv(count - len(data))
+            assert chunk, "connection closed early"
+            data += chunk
+        return data
+
+    return exactly(struct.unpack("!H", exactly(2))[0])
