@@ -31,7 +31,18 @@ from typing import Any
 
 LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
 HOST_ROLES = ("client", "dns", "balancer", "server", "monitor")
-SERVICE_KINDS = ("authoritative", "resolver", "balancer", "web", "store", "mariadb")
+SERVICE_KINDS = ("authoritative", "resolver", "balancer", "web", "store", "mariadb", "monitor-client", "monitor")
+# The port each kind must have, by name.
+_NEEDED_PORT = {
+    "authoritative": "dns",
+    "resolver": "dns",
+    "balancer": "https",
+    "web": "http",
+    "store": "http",
+    "mariadb": "mysql",
+    "monitor-client": "metrics",
+    "monitor": "http",
+}
 
 
 class TopologyError(Exception):
@@ -40,6 +51,20 @@ class TopologyError(Exception):
     def __init__(self, problems: list[str]) -> None:
         super().__init__("\n".join(problems))
         self.problems = problems
+
+
+@dataclass(frozen=True)
+class MonitorSettings:
+    """The monitoring service's settings (`[hosts.services.monitor]` in the topology)."""
+
+    scrape_interval_s: float = 5.0
+    scrape_timeout_s: float = 2.0
+    evaluation_interval_s: float = 5.0
+    retention_s: float = 3600.0  # samples older than this are dropped
+    max_series_per_target: int = 5000  # a scrape exposing more is refused whole and counted
+    webhook_url: str | None = None  # Alertmanager-style webhook for firing and resolved alerts
+    repeat_interval_s: float = 300.0  # a still-firing group is notified again at most this often
+    rule_file: Path | None = None  # Prometheus rule file; default: the one shipped in foobar_ref/monitor
 
 
 @dataclass(frozen=True)
@@ -57,6 +82,7 @@ class Service:
     replica_of: str | None = None  # mariadb: the primary it replicates
     zone_file: Path | None = None  # authoritative: the master-format zone it serves
     root_hints: Path | None = None  # resolver: where iteration starts (master-format NS + glue for ".")
+    monitor: MonitorSettings | None = None  # monitor: scrape, rule and alert settings
 
 
 @dataclass(frozen=True)
@@ -80,9 +106,15 @@ class Firewall:
     # Send a PROXY protocol v1 line before relaying, so the host behind can see the
     # client's real address (what HAProxy's `send-proxy` does): the balancer needs it
     # for X-Forwarded-For, since this firewall is a proxy, not a transparent filter.
-    proxy_protocol: bool = False
+    # `true` in the file means every port of the guarded host; a list names the ports
+    # (the balancer's 80 and 443, not the monitoring client's 9100).  Empty: none.
+    proxy_protocol_ports: frozenset[int] = frozenset()
     rules_file: Path | None = None  # the rule set in the firewall's own language (firewall/rules.py)
     rules: str | None = None  # or the rule set inline, in the same language
+
+    def sends_proxy_line(self, port: int) -> bool:
+        """Does a connection relayed to `port` start with a PROXY v1 line?"""
+        return port in self.proxy_protocol_ports
 
 
 @dataclass(frozen=True)
@@ -120,6 +152,11 @@ class Topology:
 
     def services_of_kind(self, kind: str) -> tuple[Service, ...]:
         return tuple(s for s in self.services if s.kind == kind)
+
+    def hops_on_host(self, host: str) -> tuple[str, ...]:
+        """Every hop that runs for one host: its services and the firewall that owns its public address."""
+        firewall = self.firewall_of(host)
+        return tuple(s.name for s in self.host(host).services) + ((firewall.name,) if firewall else ())
 
     def listen(self, service: str, port_name: str) -> tuple[str, int]:
         """(ip, port) where the service itself listens."""
@@ -247,6 +284,17 @@ _SERVICE_KEYS = (
     "replica_of",
     "zone_file",
     "root_hints",
+    "monitor",
+)
+_MONITOR_KEYS = (
+    "scrape_interval_s",
+    "scrape_timeout_s",
+    "evaluation_interval_s",
+    "retention_s",
+    "max_series_per_target",
+    "webhook_url",
+    "repeat_interval_s",
+    "rule_file",
 )
 _HOST_KEYS = ("name", "role", "address", "inner", "services")
 _FIREWALL_KEYS = ("name", "guards", "rules_file", "rules", "proxy_protocol")
@@ -292,14 +340,7 @@ def _build_service(r: _Reader, file: Path, raw: Any, key: str, host: str) -> Ser
     kind = r.choice(t, "kind", key, SERVICE_KINDS)
     ports_raw = r.table(t.get("ports", {}), f"{key}.ports", tuple(t.get("ports", {}) or ()))
     ports = {n: p for n, v in ports_raw.items() if (p := r.port(v, f"{key}.ports.{n}")) is not None}
-    needed = {
-        "authoritative": "dns",
-        "resolver": "dns",
-        "balancer": "https",
-        "web": "http",
-        "store": "http",
-        "mariadb": "mysql",
-    }.get(kind)
+    needed = _NEEDED_PORT.get(kind)
     if needed and needed not in ports_raw:
         r.problem(f"{key}.ports.{needed}", f"missing (a {kind} service needs a '{needed}' port)")
     zone = r.text(t, "zone_file", key, required=kind == "authoritative")
@@ -316,7 +357,42 @@ def _build_service(r: _Reader, file: Path, raw: Any, key: str, host: str) -> Ser
         replica_of=r.text(t, "replica_of", key, required=False),
         zone_file=(file.parent / zone) if zone else None,
         root_hints=(file.parent / hints) if hints else None,
+        monitor=_build_monitor(r, file, t.get("monitor", {}), f"{key}.monitor") if kind == "monitor" else None,
     )
+
+
+def _build_monitor(r: _Reader, file: Path, raw: Any, key: str) -> MonitorSettings:
+    t = r.table(raw, key, _MONITOR_KEYS)
+    defaults = MonitorSettings()
+    values: dict[str, Any] = {}
+    for name in ("scrape_interval_s", "scrape_timeout_s", "evaluation_interval_s", "retention_s", "repeat_interval_s"):
+        if name in t:
+            value = t[name]
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 86400 * 30:
+                r.problem(f"{key}.{name}", f"expected seconds, a number in (0, 2592000], found {value!r}")
+            else:
+                values[name] = float(value)
+    if "max_series_per_target" in t:
+        value = t["max_series_per_target"]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            r.problem(f"{key}.max_series_per_target", f"expected a positive integer, found {value!r}")
+        else:
+            values["max_series_per_target"] = value
+    url = r.text(t, "webhook_url", key, required=False)
+    if url is not None and not url.startswith(("http://", "https://")):
+        r.problem(f"{key}.webhook_url", f"expected an http:// or https:// URL, found {url!r}")
+    elif url is not None:
+        values["webhook_url"] = url
+    rule_file = r.text(t, "rule_file", key, required=False)
+    if rule_file is not None:
+        path = file.parent / rule_file
+        if not path.is_file():
+            r.problem(f"{key}.rule_file", f"no such file {path}")
+        values["rule_file"] = path
+    settings = MonitorSettings(**{**defaults.__dict__, **values})
+    if settings.scrape_timeout_s > settings.scrape_interval_s:
+        r.problem(f"{key}.scrape_timeout_s", "must not be longer than scrape_interval_s (as in Prometheus)")
+    return settings
 
 
 def _build_firewall(r: _Reader, raw: Any, key: str) -> Firewall:
@@ -324,10 +400,7 @@ def _build_firewall(r: _Reader, raw: Any, key: str) -> Firewall:
     t = r.table(raw, key, _FIREWALL_KEYS)
     name = r.text(t, "name", key) or key
     guards = r.text(t, "guards", key) or ""
-    proxy = t.get("proxy_protocol", False)
-    if not isinstance(proxy, bool):
-        r.problem(f"{key}.proxy_protocol", f"expected true or false, found {proxy!r}")
-        proxy = False
+    proxy_ports = _proxy_ports(r, t.get("proxy_protocol", False), f"{key}.proxy_protocol")
     rules_file = r.text(t, "rules_file", key, required=False)
     path = (r.file.parent / rules_file) if rules_file else None
     if path is not None and not path.is_file():
@@ -338,7 +411,21 @@ def _build_firewall(r: _Reader, raw: Any, key: str) -> Firewall:
         inline = None
     if path is not None and inline is not None:
         r.problem(f"{key}.rules", "give either rules_file or rules, not both")
-    return Firewall(name, guards, proxy, path, inline)
+    return Firewall(name, guards, proxy_ports, path, inline)
+
+
+_ALL_PORTS = frozenset(range(1, 65536))
+
+
+def _proxy_ports(r: _Reader, value: Any, key: str) -> frozenset[int]:
+    """`true`: every port (narrowed to the guarded host's ports when used); a list: those ports."""
+    if isinstance(value, bool):
+        return _ALL_PORTS if value else frozenset()
+    if isinstance(value, list):
+        ports = [r.port(v, f"{key}[{i}]") for i, v in enumerate(value)]
+        return frozenset(p for p in ports if p is not None)
+    r.problem(key, f"expected true, false or a list of ports, found {value!r}")
+    return frozenset()
 
 
 def _check_unique(r: _Reader, hosts: list[Host], firewalls: list[Firewall]) -> None:
@@ -398,5 +485,7 @@ def _check_references(
             r.problem(f"hosts[{hi}].inner", f"host {host.name!r} has an inner address but no firewall guards it")
     if sum(1 for h in hosts if h.role == "client") != 1:
         r.problem("hosts", "expected exactly one host with role 'client'")
+    if sum(1 for s in services.values() if s.kind == "monitor") > 1:
+        r.problem("hosts", "expected at most one service of kind 'monitor' (the monitoring service)")
     if sum(1 for s in services.values() if s.kind == "resolver") != 1:
         r.problem("hosts", "expected exactly one service of kind 'resolver' (the one the client asks)")

@@ -166,7 +166,11 @@ class Balancer:
         self.metrics = metrics
         self.tls = tls
         self.handshake_timeout_s = handshake_timeout_s
-        self.proxy_protocol = bool(firewall and firewall.proxy_protocol)
+        # Which of our ports (by name: https, http) hear a PROXY line first: the firewall relays
+        # each public port to the same port here, and says per port whether it sends one.
+        self.proxy_ports = {
+            name for name, port in service.ports.items() if firewall and firewall.sends_proxy_line(port)
+        }
         self.https_port = topo.reach(hop, "https")[1]
         self.balancer = core.RoundRobin(service.backends)
         self.upstream = _LoggedUpstream({b: topo.reach(b, "http") for b in service.backends}, topo.source_for(hop))
@@ -214,7 +218,7 @@ class Balancer:
     async def _open(self, stream: trio.SocketStream, port: str) -> tuple[Session, trio.abc.Stream] | None:
         """The client's address: from the PROXY line when the firewall sends one, else the peer."""
         peer = peer_ip(stream)
-        if not self.proxy_protocol:
+        if port not in self.proxy_ports:
             return Session(peer, port), stream
         try:
             header, rest = await _read_proxy_line(stream)

@@ -83,7 +83,7 @@ class FirewallHop:
         assert host.inner is not None, "topology validation guarantees a guarded host has an inner address"
         self.hop, self.public, self.inner = name, host.address, host.inner
         self.ports = sorted({port for service in host.services for port in service.ports.values()})
-        self.proxy_protocol = fw.proxy_protocol
+        self.proxy_ports = frozenset(port for port in self.ports if fw.sends_proxy_line(port))
         self.limits = limits
         self.capture = capture
         self.table = ConnectionTable(ruleset, limits, next_id=capture.first_id if capture else 1)
@@ -242,7 +242,7 @@ class FirewallHop:
             self.table.connected(conn, _address(server.getsockname()), target)
             if self.capture is not None:
                 tap = relay.tap = self.capture.opened(conn)
-            if self.proxy_protocol:
+            if conn.dst[1] in self.proxy_ports:
                 await send_all(server, proxy_v1_line(conn.src, conn.dst))
             return await relay.run()
         finally:

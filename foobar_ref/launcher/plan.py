@@ -7,8 +7,9 @@ before anything sends it traffic:
    crosses firewall-2;
 2. MariaDB primaries, then replicas (set up after their primary is ready);
 3. the authoritative DNS servers, then the resolver that asks them;
-4. the stores, the web servers and last the balancers, so the site's entry
-   point opens only when everything behind it answers.
+4. the stores, the web servers and the balancers, so the site's entry
+   point opens only when everything behind it answers;
+5. the monitoring clients, then the monitoring service that scrapes them.
 
 `down` stops them in the reverse order.
 """
@@ -28,6 +29,8 @@ _MODULE = {
     "balancer": "balancer",
     "web": "web",
     "store": "store",
+    "monitor-client": "monitor.agent",
+    "monitor": "monitor",
 }
 _ORDER = {
     "firewall": 0,
@@ -38,13 +41,15 @@ _ORDER = {
     "store": 5,
     "web": 6,
     "balancer": 7,
+    "monitor-client": 8,  # after the hops they watch, so the first scrape finds them
+    "monitor": 9,
 }
 
 
 @dataclass(frozen=True)
 class HopSpec:
     name: str
-    role: str  # firewall | dns | balancer | web | store | mariadb-primary | mariadb-replica
+    role: str  # firewall | dns | balancer | web | store | mariadb-primary | mariadb-replica | monitor-client | monitor
     argv: tuple[str, ...]
     listen: tuple[str, ...]  # "ip:port" (dns adds "/udp" for its datagram socket)
     binds: tuple[tuple[str, str, int], ...] = field(default=())  # (proto, ip, port) to check before starting

@@ -24,7 +24,8 @@ def test_every_seed_firewall_reads_its_rule_file_without_warnings() -> None:
         assert fw.rules_file is not None and fw.rules_file.name == f"{fw.name}.rules"
         ruleset = rules.load_for(SEED, fw.name)
         assert isinstance(ruleset, RuleSet) and ruleset.policy == "drop" and ruleset.warnings == ()
-    assert SEED.firewall("firewall-1").proxy_protocol
+    fw1 = SEED.firewall("firewall-1")
+    assert fw1.sends_proxy_line(443) and fw1.sends_proxy_line(80) and not fw1.sends_proxy_line(9100)
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,7 @@ def test_start_order_puts_upstreams_first() -> None:
     assert order.index("db-01") < order.index("db-02") < order.index("store-01")
     assert order.index("store-01") < order.index("web-01") < order.index("lb-01")
     assert order.index("dns-root") < order.index("dns")  # the resolver starts after the servers it asks
+    assert order.index("lb-01") < order.index("mon-lb-01") < order.index("monitor")  # clients, then who scrapes them
     assert set(order) == {
         "firewall-1",
         "firewall-2",
@@ -30,6 +31,10 @@ def test_start_order_puts_upstreams_first() -> None:
         "web-01",
         "web-02",
         "lb-01",
+        "mon-lb-01",
+        "mon-web-01",
+        "mon-web-02",
+        "monitor",
     }
 
 
@@ -45,6 +50,17 @@ def test_each_hop_gets_topology_hop_and_state() -> None:
 
 def test_firewall_listens_on_every_port_of_the_host_it_guards() -> None:
     specs = {s.name: s for s in plan(topology.load(), StatePaths(Path("/s")))}
-    assert specs["firewall-2"].listen == ("127.0.2.1:80", "127.0.2.1:3307", "127.0.2.1:8100")
-    assert specs["firewall-1"].listen == ("127.0.1.1:80", "127.0.1.1:443")
+    assert specs["firewall-2"].listen == ("127.0.2.1:80", "127.0.2.1:3307", "127.0.2.1:8100", "127.0.2.1:9100")
+    assert specs["firewall-1"].listen == ("127.0.1.1:80", "127.0.1.1:443", "127.0.1.1:9100")
     assert ("udp", "127.0.3.1", 53) in specs["dns"].binds
+
+
+def test_monitoring_hops_run_their_modules_and_firewalls_open_9100() -> None:
+    topo = topology.load()
+    specs = {s.name: s for s in plan(topo, StatePaths(Path("/s")), python="py")}
+    assert specs["mon-web-01"].argv[:3] == ("py", "-m", "foobar_ref.monitor.agent")
+    assert specs["mon-web-01"].role == "monitor-client" and specs["mon-web-01"].listen == ("127.0.12.1:9100",)
+    assert specs["monitor"].argv[:3] == ("py", "-m", "foobar_ref.monitor") and specs["monitor"].listen == (
+        "127.0.4.1:9090",
+    )
+    assert "127.0.2.1:9100" in specs["firewall-2"].listen  # the only way in to the client
