@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import typer
 
-from foobar_ref.cli_dns import parse_words
+from foobar_ref.cli.dns import parse_words
 
 DEFAULT = ("127.0.3.1", 53)
 

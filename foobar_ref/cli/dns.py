@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from foobar_ref.cli.common import stack_topology
+
 DEFAULT_TIMEOUT_S = 5.0
 
 
@@ -41,11 +43,10 @@ def register(app: typer.Typer) -> None:
         timeout: Annotated[float, typer.Option("--timeout", help="seconds per query")] = DEFAULT_TIMEOUT_S,
     ) -> None:
         """Ask the project's resolver, printed like dig; +trace walks root, com, foobar.com itself."""
-        from foobar_ref import cli
         from foobar_ref.dns import dig
         from foobar_ref.launcher.plan import StatePaths
 
-        topo = cli._stack_topology(StatePaths(state.resolve()), topology)
+        topo = stack_topology(StatePaths(state.resolve()), topology)
         name, qtype, server, options = parse_words(words, topo.resolver)
         source_ip = topo.client_host().address
         try:

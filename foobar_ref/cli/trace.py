@@ -16,6 +16,7 @@ from typing import Annotated
 
 import typer
 
+from foobar_ref.cli.common import stack_topology
 from foobar_ref.trace.assemble import assemble
 from foobar_ref.trace.logs import read_logs
 from foobar_ref.trace.model import ClientFacts, Layout, Trace, facts_of, layout_of
@@ -60,13 +61,12 @@ def register(app: typer.Typer) -> None:
         wait: Annotated[float, typer.Option("--wait", help="seconds to wait for the hops' log lines")] = DEFAULT_WAIT_S,
     ) -> None:
         """Send one request and show what each hop saw, decided and cost, as a waterfall."""
-        from foobar_ref import cli
         from foobar_ref.client import browser
         from foobar_ref.launcher.plan import StatePaths
         from foobar_ref.wire.http import new_trace_id, traceparent
 
         paths = StatePaths(state.resolve())
-        topo = cli._stack_topology(paths, topology)
+        topo = stack_topology(paths, topology)
         trace_id = new_trace_id()
         started = time.time()
         try:
