@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 STATE  ?= .foobar-ref
 
-.PHONY: setup mariadb demo up down status test lint bench bench-hops bench-dns bench-firewall bench-tools clean
+.PHONY: setup mariadb test-tools demo up down status test lint bench bench-hops bench-dns bench-firewall bench-tools clean
 
 setup: $(STAMP) mariadb
 
@@ -23,6 +23,23 @@ mariadb:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mariadb-server >/dev/null; \
 	else \
 		echo "MariaDB server is missing. Install it with:  sudo apt-get install -y mariadb-server"; exit 1; \
+	fi
+
+# What the tests use beside MariaDB, from Debian's packages: Prometheus's promtool and server (the
+# monitor's rules and federation are checked against the real thing) and Chromium (the dashboard is
+# tested in a real browser).  Without recommends, so no system node exporter takes port 9100; no
+# service is started (the tests start their own Prometheus on its own address).
+TEST_TOOLS := promtool:prometheus chromium:chromium
+test-tools:
+	@missing=""; for pair in $(TEST_TOOLS); do \
+		command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; \
+	done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then \
+		echo "installing$$missing (Debian packages)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	else \
+		echo "missing for the tests:$$missing. Install with:  sudo apt-get install -y --no-install-recommends$$missing"; exit 1; \
 	fi
 
 demo: setup
@@ -48,7 +65,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check foobar_ref tests benchmarks examples
 	$(BIN)/mypy foobar_ref
 
-test: setup lint
+test: setup test-tools lint
 	$(BIN)/pytest
 
 # Benchmarks run one after another (never two at once: two cores would measure each other).

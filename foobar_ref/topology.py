@@ -179,6 +179,15 @@ class Topology:
         return f"https://{self.site_names[0]}{suffix}/"
 
     @property
+    def monitor_url(self) -> str | None:
+        """The monitoring service's dashboard and API, when the topology has one."""
+        found = self.services_of_kind("monitor")
+        if not found:
+            return None
+        ip, port = self.reach(found[0].name, "http")
+        return f"http://{ip}:{port}/"
+
+    @property
     def resolver(self) -> tuple[str, int]:
         """The recursive resolver the client asks."""
         return self.reach(self.services_of_kind("resolver")[0].name, "dns")

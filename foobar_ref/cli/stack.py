@@ -43,6 +43,8 @@ def up(
         err_console.print(f"[red]up failed:[/red] {err}", markup=True)
         raise typer.Exit(1) from None
     console.print(f"\nsite: {topo.site_url}   resolver: {topo.resolver[0]}:{topo.resolver[1]}")
+    if topo.monitor_url:
+        console.print(f"monitor: {topo.monitor_url} (dashboard)   live view: foobar-ref top")
     console.print(f"try:  foobar-ref get -v {topo.site_url}   stop: foobar-ref down")
     if detach:
         return
@@ -84,6 +86,7 @@ def status(
     report = {
         "url": topo.site_url,
         "resolver": f"{topo.resolver[0]}:{topo.resolver[1]}",
+        "monitor": topo.monitor_url,
         "ca": str(paths.certs / "ca.crt"),
         "state": str(paths.root),
         "topology": str(topo.path),
@@ -100,6 +103,8 @@ def status(
         table.add_row(r.name, r.role, str(r.pid), "yes" if r.alive() else "[red]no[/red]", " ".join(r.listen))
     console.print(table)
     console.print(f"site {report['url']}  resolver {report['resolver']}  CA {report['ca']}")
+    if topo.monitor_url:
+        console.print(f"monitor {topo.monitor_url}  (dashboard, alerts; foobar-ref top)")
 
 
 def certs(
