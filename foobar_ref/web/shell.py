@@ -3,6 +3,11 @@
 One task per connection: read a request (keep-alive idle 15 s, whole request 10 s
 -> 408), route it with core.route, answer, repeat until the client or the
 limits end the connection.  /api/messages is passed to this server's store.
+
+Every request is counted (`foobar_requests_total`, the HTTP series of
+observe/http_metrics.py), logged as one JSON line, and written to the access log
+(observe/access_log.py) when one is open.  Its duration runs from its first byte
+(`FirstByte`, fed by `_Metered`), not from when the connection began to wait.
 """
 
 from __future__ import annotations
@@ -13,11 +18,14 @@ import time
 import h11
 import trio
 
+from foobar_ref.observe.access_log import LineFormat
+from foobar_ref.observe.http_metrics import FirstByte, HttpMetrics
 from foobar_ref.observe.metrics import Metrics
 from foobar_ref.runtime.trio_http import read_request
 from foobar_ref.runtime.trio_shell import log, peer_ip
 from foobar_ref.topology import Topology
 from foobar_ref.web import core
+from foobar_ref.web.access_log import AccessLog
 from foobar_ref.web.store_client import StoreClient, StoreUnavailable
 from foobar_ref.wire.http import HttpError, Message, error_response, new_connection, response_bytes, trace_id_of
 
@@ -26,34 +34,59 @@ REQUEST_TIMEOUT_S = 10.0
 MAX_REQUESTS_PER_CONNECTION = 1000
 
 
+class _Metered(trio.abc.ReceiveStream):
+    """The connection's reads, reported to its FirstByte meter."""
+
+    def __init__(self, stream: trio.abc.ReceiveStream, meter: FirstByte) -> None:
+        self.stream = stream
+        self.meter = meter
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        data = await self.stream.receive_some(max_bytes)
+        self.meter.received(len(data))
+        return data
+
+    async def aclose(self) -> None:
+        await self.stream.aclose()
+
+
 class WebServer:
-    def __init__(self, topo: Topology, hop: str, metrics: Metrics) -> None:
+    def __init__(self, topo: Topology, hop: str, metrics: Metrics, access_log: AccessLog | None = None) -> None:
         service = topo.service(hop)
         assert service.store is not None
         self.hop = hop
         self.store_name = service.store
         self.metrics = metrics
+        self.http = HttpMetrics(metrics, hop)
+        self.access_log = access_log
+        self.line_format = LineFormat()
         self.store = StoreClient(topo.listen(service.store, "http"), topo.source_for(hop))
 
     async def handle(self, stream: trio.SocketStream) -> None:
         conn = new_connection(h11.SERVER)
         peer = peer_ip(stream)
+        meter = FirstByte()
+        source = _Metered(stream, meter)
         for served in range(1, MAX_REQUESTS_PER_CONNECTION + 1):
+            meter.next_request(buffered=bool(conn.trailing_data[0]))
             try:
-                request = await read_request(stream, conn, KEEPALIVE_IDLE_S, REQUEST_TIMEOUT_S)
+                request = await read_request(source, conn, KEEPALIVE_IDLE_S, REQUEST_TIMEOUT_S)
             except HttpError as err:
-                self._count(err.status)
                 log(self.hop, "bad_request", peer=peer, status=err.status, reason=err.reason)
-                await stream.send_all(error_response(conn, err.status, err.reason))
+                reply = error_response(conn, err.status, err.reason)
+                await stream.send_all(reply)
+                self._count(None, err.status, peer, meter, reply)
                 return
             if request is None:
                 return
-            started = time.perf_counter()
             closing = served == MAX_REQUESTS_PER_CONNECTION  # say so, so the client does not reuse it
-            status, reply = await self._answer(conn, request, peer, closing)
-            await stream.send_all(reply)
-            self._count(status, time.perf_counter() - started)
-            self._log(request, status, peer, started, len(reply))
+            self.http.begin()
+            try:
+                status, reply = await self._answer(conn, request, peer, closing)
+                await stream.send_all(reply)
+            finally:
+                self.http.end()
+            self._count(request, status, peer, meter, reply)
             if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
                 return  # Connection: close from either side
             conn.start_next_cycle()
@@ -119,12 +152,37 @@ class WebServer:
             headers.append(("Content-Type", content_type.decode("latin-1")))
         return reply.head.status_code, response_bytes(conn, reply.head.status_code, headers, reply.body)
 
-    def _count(self, status: int, seconds: float | None = None) -> None:
+    def _count(self, request: Message | None, status: int, peer: str, meter: FirstByte, reply: bytes) -> None:
+        """Count, log and access-log one answered request (None: refused before its head was read)."""
+        seconds = meter.elapsed_s()
+        head = request.head if request is not None else None
+        assert head is None or isinstance(head, h11.Request)
         self.metrics.requests.labels(hop=self.hop, outcome=str(status)).inc()
-        if seconds is not None:
-            self.metrics.latency.labels(hop=self.hop).observe(seconds)
+        self.metrics.latency.labels(hop=self.hop).observe(seconds)
+        method, target = (head.method, head.target) if head is not None else (None, None)
+        self.http.count(method, target, status, seconds, meter.take_bytes(), len(reply))
+        if self.access_log is not None:
+            self._access_log(request, status, peer, seconds, reply)
+        if request is not None:
+            self._log(request, status, peer, seconds, len(reply))
 
-    def _log(self, request: Message, status: int, peer: str, started: float, sent_bytes: int) -> None:
+    def _access_log(self, request: Message | None, status: int, peer: str, seconds: float, reply: bytes) -> None:
+        assert self.access_log is not None
+        head = request.head if request is not None else None
+        line, referer, agent, client = None, None, None, peer
+        if request is not None and isinstance(head, h11.Request):
+            line = b"%s %s HTTP/%s" % (head.method, head.target, head.http_version)
+            referer, agent = request.header(b"referer"), request.header(b"user-agent")
+            client = _header(request, b"x-forwarded-for") or peer
+        body_bytes = len(reply) - reply.find(b"\r\n\r\n") - 4
+        self.access_log.write(
+            self.line_format.line(time.time(), client, line, status, body_bytes, referer, agent, seconds)
+        )
+        if self.access_log.errors == 1 and self.access_log.last_error is not None:
+            log(self.hop, "access_log_failed", path=str(self.access_log.path), error=str(self.access_log.last_error))
+            self.access_log.last_error = None  # reported once; `errors` keeps counting
+
+    def _log(self, request: Message, status: int, peer: str, seconds: float, sent_bytes: int) -> None:
         head = request.head
         assert isinstance(head, h11.Request)
         log(
@@ -135,7 +193,7 @@ class WebServer:
             method=head.method.decode(),
             target=head.target.decode("latin-1"),
             status=status,
-            duration_ms=round((time.perf_counter() - started) * 1000, 3),
+            duration_ms=round(seconds * 1000, 3),
             trace_id=trace_id_of(request.header(b"traceparent")),
             request_id=_header(request, b"x-request-id"),
             saw="plaintext",
