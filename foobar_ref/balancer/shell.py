@@ -20,8 +20,14 @@ One task per client connection, on either port:
    goes back with X-Request-Id and HSTS; no backend -> 502, too slow -> 504.
 
 Every request is counted (`foobar_requests_total{hop,outcome}`, the latency
-histogram, `foobar_balancer_upstream_requests_total{hop,backend,status}`) and
-logged as one JSON line.
+histogram, the HTTP series of observe/http_metrics.py) and logged as one JSON
+line; its duration runs from its first byte (`FirstByte`, fed by `_Metered`),
+not from when the connection began to wait for it.  Per backend:
+`foobar_balancer_backend_up` (the health the core keeps),
+`foobar_balancer_upstream_requests_total{status}`,
+`foobar_balancer_backend_failures_total{failure}` and
+`foobar_balancer_retries_total` (requests that moved on to this backend after
+another one failed).  Label children are made once, at start.
 """
 
 from __future__ import annotations
@@ -29,15 +35,17 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import ssl
-import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import h11
 import trio
+from prometheus_client import Gauge
 
 from foobar_ref.balancer import core, proxy_protocol
 from foobar_ref.balancer.upstream import Upstream, UpstreamFailure
+from foobar_ref.observe.http_metrics import FirstByte, HttpMetrics
 from foobar_ref.observe.metrics import Metrics
 from foobar_ref.runtime.trio_http import read_request
 from foobar_ref.runtime.trio_shell import log, peer_ip
@@ -130,6 +138,22 @@ class _Replay(trio.abc.Stream):
         await self.stream.aclose()
 
 
+class _Metered(trio.abc.ReceiveStream):
+    """The connection's reads (plaintext, after TLS), reported to its FirstByte meter."""
+
+    def __init__(self, stream: trio.abc.ReceiveStream, meter: FirstByte) -> None:
+        self.stream = stream
+        self.meter = meter
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        data = await self.stream.receive_some(max_bytes)
+        self.meter.received(len(data))
+        return data
+
+    async def aclose(self) -> None:
+        await self.stream.aclose()
+
+
 _carried_by: contextvars.ContextVar[tuple[str, bool] | None] = contextvars.ContextVar("carried_by", default=None)
 
 
@@ -174,14 +198,11 @@ class Balancer:
         self.https_port = topo.reach(hop, "https")[1]
         self.balancer = core.RoundRobin(service.backends)
         self.upstream = _LoggedUpstream({b: topo.reach(b, "http") for b in service.backends}, topo.source_for(hop))
-        self.upstream_requests = metrics.counter(
-            "foobar_balancer_upstream_requests",
-            "Requests sent to each backend, by status",
-            ["hop", "backend", "status"],
-        )
         self.rejected = metrics.counter(
             "foobar_balancer_rejected_connections", "Connections closed before HTTP, by reason", ["hop", "reason"]
         )
+        self.http = HttpMetrics(metrics, hop)
+        self.counts = BackendCounts(metrics, hop, service.backends)
 
     # --- connections ---------------------------------------------------------
 
@@ -234,21 +255,32 @@ class Balancer:
 
     async def _serve(self, stream: trio.abc.Stream, session: Session, answer) -> None:  # type: ignore[no-untyped-def]
         conn = new_connection(h11.SERVER)
+        meter = FirstByte()
+        source = _Metered(stream, meter)
         for count in range(1, MAX_REQUESTS_PER_CONNECTION + 1):
+            meter.next_request(buffered=bool(conn.trailing_data[0]))
             try:
-                request = await read_request(stream, conn, KEEPALIVE_IDLE_S, REQUEST_TIMEOUT_S, MAX_BODY_BYTES)
+                request = await read_request(source, conn, KEEPALIVE_IDLE_S, REQUEST_TIMEOUT_S, MAX_BODY_BYTES)
             except HttpError as err:
-                self.metrics.requests.labels(hop=self.hop, outcome=str(err.status)).inc()
                 log(self.hop, "bad_request", client=session.client_ip, status=err.status, reason=err.reason)
-                await _send(stream, error_response(conn, err.status, err.reason))
+                reply = error_response(conn, err.status, err.reason)
+                sent = await _send(stream, reply)
+                self.metrics.requests.labels(hop=self.hop, outcome=str(err.status)).inc()
+                self.http.count(
+                    None, None, err.status, meter.elapsed_s(), meter.take_bytes(), len(reply) if sent else 0
+                )
                 return
             if request is None:
                 return
-            started = time.perf_counter()
-            result: Answer = await answer(conn, request, session, count == MAX_REQUESTS_PER_CONNECTION)
-            if not await _send(stream, result.data):
+            self.http.begin()
+            try:
+                result: Answer = await answer(conn, request, session, count == MAX_REQUESTS_PER_CONNECTION)
+                sent = await _send(stream, result.data)
+            finally:
+                self.http.end()
+            if not sent:
                 return
-            self._record(request, session, result, time.perf_counter() - started)
+            self._record(request, session, result, meter)
             if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
                 return  # Connection: close from either side
             conn.start_next_cycle()
@@ -277,6 +309,8 @@ class Balancer:
         tried: list[str] = []
         failure = core.Failure.CONNECT
         for backend in self.balancer.plan(trio.current_time()):
+            if tried:
+                self.counts.retried(backend)
             tried.append(backend)
             try:
                 reply = await self.upstream.exchange(backend, method, head.target, headers, request.body)
@@ -299,7 +333,7 @@ class Balancer:
         head = reply.head
         assert isinstance(head, h11.Response)
         status = head.status_code
-        self.upstream_requests.labels(hop=self.hop, backend=backend, status=str(status)).inc()
+        self.counts.answered(backend, status)
         length = len(reply.body) if core.sets_body_length(method, status) else None
         headers = core.response_headers(reply.headers, trace_id, length)
         if closing:
@@ -335,7 +369,7 @@ class Balancer:
     # --- bookkeeping --------------------------------------------------------------
 
     def _upstream_failed(self, backend: str, err: UpstreamFailure, trace_id: str) -> None:
-        self.upstream_requests.labels(hop=self.hop, backend=backend, status=err.failure.value).inc()
+        self.counts.failed(backend, err.failure)
         log(
             self.hop,
             "upstream_failed",
@@ -352,13 +386,16 @@ class Balancer:
     def _note_health(self, backend: str, seen: core.Seen) -> None:
         before, after = self.balancer.record(backend, seen, trio.current_time())
         if before is not after:
+            self.counts.health(backend, after)
             log(self.hop, "backend_" + after.value, backend=backend)
 
-    def _record(self, request: Message, session: Session, result: Answer, seconds: float) -> None:
+    def _record(self, request: Message, session: Session, result: Answer, meter: FirstByte) -> None:
         head = request.head
         assert isinstance(head, h11.Request)
+        seconds = meter.elapsed_s()
         self.metrics.requests.labels(hop=self.hop, outcome=str(result.status)).inc()
         self.metrics.latency.labels(hop=self.hop).observe(seconds)
+        self.http.count(head.method, head.target, result.status, seconds, meter.take_bytes(), len(result.data))
         carried = _carried_by.get() if result.backend is not None else None
         log(
             self.hop,
@@ -380,6 +417,57 @@ class Balancer:
             upstream=carried[0] if carried else None,
             upstream_fresh=carried[1] if carried else None,
         )
+
+
+class BackendCounts:
+    """The per-backend series, children made once: state, upstream answers, failures, retries."""
+
+    def __init__(self, metrics: Metrics, hop: str, backends: tuple[str, ...]) -> None:
+        self.hop = hop
+        self._upstream = metrics.counter(
+            "foobar_balancer_upstream_requests",
+            "Requests sent to each backend, by status (an HTTP code, or the failure)",
+            ["hop", "backend", "status"],
+        )
+        up = Gauge("foobar_balancer_backend_up", "Backend health as the balancer sees it: 1 up, 0 down",
+                   ["hop", "backend"], registry=metrics.registry)  # fmt: skip
+        failures = metrics.counter(
+            "foobar_balancer_backend_failures", "Failed attempts per backend, by kind", ["hop", "backend", "failure"]
+        )
+        retries = metrics.counter(
+            "foobar_balancer_retries", "Requests that moved on to this backend after another failed", ["hop", "backend"]
+        )
+        self._up = {b: up.labels(hop=hop, backend=b) for b in backends}
+        for gauge in self._up.values():
+            gauge.set(1)
+        self._failures = {
+            (b, f): failures.labels(hop=hop, backend=b, failure=f.value).inc for b in backends for f in core.Failure
+        }
+        self._failed_status = {
+            (b, f): self._upstream.labels(hop=hop, backend=b, status=f.value).inc
+            for b in backends
+            for f in core.Failure
+        }
+        self._retries = {b: retries.labels(hop=hop, backend=b).inc for b in backends}
+        self._answered: dict[tuple[str, int], Callable[[], None]] = {}
+
+    def answered(self, backend: str, status: int) -> None:
+        inc = self._answered.get((backend, status))
+        if inc is None:
+            inc = self._answered[(backend, status)] = self._upstream.labels(
+                hop=self.hop, backend=backend, status=str(status)
+            ).inc
+        inc()
+
+    def failed(self, backend: str, failure: core.Failure) -> None:
+        self._failures[(backend, failure)]()
+        self._failed_status[(backend, failure)]()
+
+    def retried(self, backend: str) -> None:
+        self._retries[backend]()
+
+    def health(self, backend: str, health: core.Health) -> None:
+        self._up[backend].set(1 if health is core.Health.UP else 0)
 
 
 async def _read_proxy_line(stream: trio.abc.ReceiveStream) -> tuple[proxy_protocol.ProxyHeader, bytes]:
