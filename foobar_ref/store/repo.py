@@ -12,6 +12,11 @@ that means "the database does not answer" becomes `DatabaseUnavailable`, which
 the shell answers with 503.  Queries are parameterised (`%s` placeholders
 escaped by the driver), never formatted.
 
+Every query's kind (`read`, `write`, `health`), database, outcome (`ok`,
+`timeout`, `unavailable`, `error`) and duration (taking a connection included)
+go to the observer set with `Repository.observe`, which the shell turns into
+metrics.
+
 Addresses: a database on this store's own host is reached on its inner
 (listen) address, one on another host at its public address, through that
 host's firewall (`topology.reach`).  Either way the connection must leave from
@@ -29,6 +34,7 @@ import asyncio
 import datetime as dt
 import functools
 import json
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -50,16 +56,18 @@ USER = "store"
 INIT_COMMAND = f"SET SESSION time_zone = '+00:00', max_statement_time = {QUERY_TIMEOUT_S - 0.5:g}"
 
 T = TypeVar("T")
+QueryObserver = Callable[[str, str, str, float], None]  # (kind, database, outcome, seconds)
 _ORIGINAL_OPEN = aiomysql.connection._open_connection
 
 
 class DatabaseUnavailable(Exception):
     """The database did not answer in time, refused us, or went away; `database` names it."""
 
-    def __init__(self, database: str, reason: str) -> None:
+    def __init__(self, database: str, reason: str, timed_out: bool = False) -> None:
         super().__init__(f"{database}: {reason}")
         self.database = database
         self.reason = reason
+        self.timed_out = timed_out
 
 
 def bind_source(source_ip: str) -> None:
@@ -82,6 +90,7 @@ class Database:
         self._password = password
         self._pool: aiomysql.Pool | None = None
         self._lock = asyncio.Lock()
+        self.observer: QueryObserver | None = None
 
     async def _get_pool(self) -> aiomysql.Pool:
         async with self._lock:
@@ -94,8 +103,22 @@ class Database:
                 )  # fmt: skip
             return self._pool
 
-    async def run(self, work: Callable[[Any], Awaitable[T]]) -> T:
-        """Run `work(cursor)` on a pooled connection within QUERY_TIMEOUT_S."""
+    async def run(self, work: Callable[[Any], Awaitable[T]], kind: str) -> T:
+        """Run `work(cursor)` on a pooled connection within QUERY_TIMEOUT_S, reported as a query of `kind`."""
+        started = time.perf_counter()
+        outcome = "error"
+        try:
+            result = await self._run(work)
+            outcome = "ok"
+            return result
+        except DatabaseUnavailable as err:
+            outcome = "timeout" if err.timed_out else "unavailable"
+            raise
+        finally:
+            if self.observer is not None:
+                self.observer(kind, self.name, outcome, time.perf_counter() - started)
+
+    async def _run(self, work: Callable[[Any], Awaitable[T]]) -> T:
         try:
             async with asyncio.timeout(QUERY_TIMEOUT_S):
                 pool = await self._get_pool()
@@ -109,7 +132,7 @@ class Database:
                 finally:
                     pool.release(conn)
         except TimeoutError:
-            raise DatabaseUnavailable(self.name, f"no answer within {QUERY_TIMEOUT_S:g} s") from None
+            raise DatabaseUnavailable(self.name, f"no answer within {QUERY_TIMEOUT_S:g} s", timed_out=True) from None
         except (pymysql.err.OperationalError, pymysql.err.InterfaceError) as err:
             raise DatabaseUnavailable(self.name, _describe(err)) from None
         except OSError as err:
@@ -139,6 +162,11 @@ class Repository:
         else:
             self.reader = Database(service.read_from, database_address(topo, hop, service.read_from), self._password)
 
+    def observe(self, observer: QueryObserver) -> None:
+        """Report every query to `observer(kind, database, outcome, seconds)`."""
+        self.writer.observer = observer
+        self.reader.observer = observer
+
     def _password(self) -> str:
         path = credentials_path(self._state_dir)
         try:
@@ -151,7 +179,7 @@ class Repository:
             await cursor.execute("INSERT INTO messages (text, served_by) VALUES (%s, %s)", (text, served_by))
             return int(cursor.lastrowid)
 
-        return await self.writer.run(work)
+        return await self.writer.run(work, "write")
 
     async def recent(self, limit: int) -> list[Row]:
         async def work(cursor: Any) -> list[Row]:
@@ -160,7 +188,7 @@ class Repository:
             )
             return [Row(int(i), t, s, _iso(c)) for i, t, s, c in await cursor.fetchall()]
 
-        return await self.reader.run(work)
+        return await self.reader.run(work, "read")
 
     async def check(self) -> dict[str, str | None]:
         """Each database's name -> None when `SELECT 1` answered, else why not."""
@@ -171,7 +199,7 @@ class Repository:
                 await cursor.fetchall()
 
             try:
-                await db.run(work)
+                await db.run(work, "health")
             except DatabaseUnavailable as err:
                 return err.reason
             return None

@@ -6,6 +6,13 @@ run the database command it names, answer JSON, repeat until either side ends
 the connection.  Errors before a request was fully read close the connection
 after the answer (after a short, bounded drain of what the client still sends,
 so it can read the answer instead of a reset).
+
+Every request is counted (`foobar_requests_total`, the HTTP series of
+observe/http_metrics.py) and logged; its duration runs from its first byte
+(`FirstByte`, fed by `_MeteredReader`), never from when the kept-alive
+connection began to wait for it.  Every database query is counted by kind,
+database and outcome with its latency (`foobar_store_queries_total`,
+`foobar_store_query_duration_seconds`), reported by the repository.
 """
 
 from __future__ import annotations
@@ -13,11 +20,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import time
+from collections.abc import Callable
+from typing import cast
 
 import h11
+from prometheus_client import Histogram
 
-from foobar_ref.observe.metrics import Metrics
+from foobar_ref.observe.http_metrics import FirstByte, HttpMetrics
+from foobar_ref.observe.metrics import DURATION_BUCKETS_S, Metrics
 from foobar_ref.runtime.asyncio_shell import log, peer_ip, read_request
 from foobar_ref.store import core
 from foobar_ref.store.repo import DatabaseUnavailable, Repository
@@ -29,6 +39,48 @@ WRITE_TIMEOUT_S = 10.0
 DRAIN_AFTER_ERROR_S = 1.0
 DRAIN_MAX_BYTES = 2 * 1024 * 1024
 MAX_REQUESTS_PER_CONNECTION = 1000
+QUERY_KINDS = ("read", "write", "health")
+
+
+class _MeteredReader:
+    """The connection's reads, reported to its FirstByte meter (read_request calls only `read`)."""
+
+    def __init__(self, reader: asyncio.StreamReader, meter: FirstByte) -> None:
+        self.reader = reader
+        self.meter = meter
+
+    async def read(self, n: int = -1) -> bytes:
+        data = await self.reader.read(n)
+        self.meter.received(len(data))
+        return data
+
+
+class QueryCounts:
+    """foobar_store_queries_total{kind,database,outcome} and the latency per kind; children made once."""
+
+    def __init__(self, metrics: Metrics, hop: str) -> None:
+        self.hop = hop
+        self._queries = metrics.counter(
+            "foobar_store_queries",
+            "Database queries by kind, database and outcome",
+            ["hop", "kind", "database", "outcome"],
+        )
+        duration = Histogram(
+            "foobar_store_query_duration_seconds", "Query latency by kind, taking a pooled connection included",
+            ["hop", "kind"], registry=metrics.registry, buckets=DURATION_BUCKETS_S,
+        )  # fmt: skip
+        self._observe = {kind: duration.labels(hop=hop, kind=kind).observe for kind in QUERY_KINDS}
+        self._counted: dict[tuple[str, str, str], Callable[[], None]] = {}
+
+    def __call__(self, kind: str, database: str, outcome: str, seconds: float) -> None:
+        key = (kind, database, outcome)
+        inc = self._counted.get(key)
+        if inc is None:
+            inc = self._counted[key] = self._queries.labels(
+                hop=self.hop, kind=kind, database=database, outcome=outcome
+            ).inc
+        inc()
+        self._observe[kind](seconds)
 
 
 class StoreServer:
@@ -39,29 +91,38 @@ class StoreServer:
         self.repo = repo
         self.metrics = metrics
         self.request_timeout_s = request_timeout_s
+        self.http = HttpMetrics(metrics, where.hop)
+        repo.observe(QueryCounts(metrics, where.hop))
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         conn = new_connection(h11.SERVER)
         peer = peer_ip(writer)
+        meter = FirstByte()
+        source = cast(asyncio.StreamReader, _MeteredReader(reader, meter))  # read_request only calls read()
         for served in range(1, MAX_REQUESTS_PER_CONNECTION + 1):
-            started = time.perf_counter()
+            meter.next_request(buffered=bool(conn.trailing_data[0]))
             try:
-                request = await read_request(reader, conn, KEEPALIVE_IDLE_S, self.request_timeout_s)
+                request = await read_request(source, conn, KEEPALIVE_IDLE_S, self.request_timeout_s)
             except HttpError as err:
-                self._done(err.status, started)
                 log(self.where.hop, "bad_request", peer=peer, status=err.status, reason=err.reason)
-                await self._send(writer, _json_error(conn, err.status, err.reason))
+                data = _json_error(conn, err.status, err.reason)
+                await self._send(writer, data)
+                self._done(None, err.status, meter, len(data))
                 await _drain(reader, writer)
                 return
             if request is None:
                 return
-            reply = await self.answer(request)
             closing = served == MAX_REQUESTS_PER_CONNECTION  # say so, so the client does not reuse it
-            data = _reply_bytes(conn, reply, closing)
-            await self._send(writer, data)
-            self._done(reply.status, started)
+            self.http.begin()
+            try:
+                reply = await self.answer(request)
+                data = _reply_bytes(conn, reply, closing)
+                await self._send(writer, data)
+            finally:
+                self.http.end()
+            seconds = self._done(request, reply.status, meter, len(data))
             database = reply.payload.get("written_to") or reply.payload.get("read_from")
-            self._log(request, reply.status, peer, started, len(data), database)
+            self._log(request, reply.status, peer, seconds, len(data), database)
             if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
                 return  # Connection: close from either side
             conn.start_next_cycle()
@@ -99,12 +160,18 @@ class StoreServer:
         async with asyncio.timeout(WRITE_TIMEOUT_S):
             await writer.drain()
 
-    def _done(self, status: int, started: float) -> None:
+    def _done(self, request: Message | None, status: int, meter: FirstByte, sent_bytes: int) -> float:
+        """Count one answered request (None: refused before its head was read); returns its duration."""
+        seconds = meter.elapsed_s()
         self.metrics.requests.labels(hop=self.where.hop, outcome=str(status)).inc()
-        self.metrics.latency.labels(hop=self.where.hop).observe(time.perf_counter() - started)
+        self.metrics.latency.labels(hop=self.where.hop).observe(seconds)
+        head = request.head if request is not None else None
+        method, target = (head.method, head.target) if isinstance(head, h11.Request) else (None, None)
+        self.http.count(method, target, status, seconds, meter.take_bytes(), sent_bytes)
+        return seconds
 
     def _log(
-        self, request: Message, status: int, peer: str, started: float, sent_bytes: int, database: str | None
+        self, request: Message, status: int, peer: str, seconds: float, sent_bytes: int, database: str | None
     ) -> None:
         head = request.head
         assert isinstance(head, h11.Request)
@@ -115,7 +182,7 @@ class StoreServer:
             method=head.method.decode("latin-1"),
             path=head.target.decode("latin-1").split("?", 1)[0],
             status=status,
-            duration_ms=round((time.perf_counter() - started) * 1000, 3),
+            duration_ms=round(seconds * 1000, 3),
             trace_id=trace_id_of(request.header(b"traceparent")),
             saw="plaintext",
             bytes_in=len(request.body),
