@@ -78,14 +78,27 @@ class _RuleState:
 @dataclass
 class _GroupState:
     group: RuleGroup
-    interval_s: float
+    interval_s: float | None  # None: every call of evaluate() is a round (the caller's cadence is the interval)
     rules: list[_RuleState]
     last_evaluation_s: float | None = None
+    previous_evaluation_s: float | None = None
     evaluation_s: float = 0.0
+
+    def interval_for_api(self) -> float:
+        if self.interval_s is not None:
+            return self.interval_s
+        if self.last_evaluation_s is not None and self.previous_evaluation_s is not None:
+            return round(self.last_evaluation_s - self.previous_evaluation_s, 3)
+        return 0.0
 
 
 class RuleManager:
-    """Evaluates a rule file's groups against `engine`, writing results into `storage`."""
+    """Evaluates a rule file's groups against `engine`, writing results into `storage`.
+
+    A group without an `interval` of its own uses `default_interval_s`; when that is None too (the
+    default), it is evaluated at every call of `evaluate`, so the caller's cadence (the topology's
+    `evaluation_interval_s`) is its interval.
+    """
 
     def __init__(
         self,
@@ -93,7 +106,7 @@ class RuleManager:
         engine: Engine,
         storage: Storage,
         *,
-        default_interval_s: float = 60.0,
+        default_interval_s: float | None = None,
         external_labels: dict[str, str] | None = None,
         timer: Callable[[], float] | None = None,
     ) -> None:
@@ -113,8 +126,8 @@ class RuleManager:
         """Evaluate every group that is due at `t_s`; returns the alerts that fired or resolved."""
         changes: list[AlertChange] = []
         for group in self._groups:
-            last = group.last_evaluation_s
-            if last is None or t_s - last >= group.interval_s * DUE_TOLERANCE:
+            last, interval = group.last_evaluation_s, group.interval_s
+            if last is None or interval is None or t_s - last >= interval * DUE_TOLERANCE:
                 changes.extend(self._evaluate_group(group, t_s))
         return changes
 
@@ -143,7 +156,7 @@ class RuleManager:
                 self._write_stale(state, written, t_s)
             state.last_evaluation_s = t_s
             state.evaluation_s = self._now() - rule_started
-        group.last_evaluation_s = t_s
+        group.previous_evaluation_s, group.last_evaluation_s = group.last_evaluation_s, t_s
         group.evaluation_s = self._now() - started
         return changes
 
@@ -280,7 +293,7 @@ class RuleManager:
                 "name": group.group.name,
                 "file": str(self.rule_file.path),
                 "rules": [_rule_json(state) for state in group.rules],
-                "interval": group.interval_s,
+                "interval": group.interval_for_api(),
                 "limit": group.group.limit,
                 "evaluationTime": group.evaluation_s,
                 "lastEvaluation": _time(group.last_evaluation_s),

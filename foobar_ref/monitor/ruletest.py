@@ -51,7 +51,8 @@ from foobar_ref.monitor.tsdb import STALE_NAN, Labels, Storage, labels_from
 
 MAX_TEST_FILE_BYTES = 4 * 1024 * 1024
 MAX_INPUT_SAMPLES = 1_000_000  # per test group, so a typo like 0+1x1000000000 is refused, not run
-_NUMBER = r"(?:0[xX][0-9a-fA-F]+|(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|[iI][nN][fF]|[nN][aA][nN])"
+# no hexadecimal: in series values `0x6` means six zeros, as in promtool
+_NUMBER = r"(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|[iI][nN][fF]|[nN][aA][nN])"
 _ITEM = re.compile(rf"(?P<start>[+-]?{_NUMBER})(?:(?P<step>[+-]{_NUMBER})?x(?P<times>\d+))?")
 _FILE_FIELDS = {"rule_files", "evaluation_interval", "group_eval_order", "tests"}
 _GROUP_FIELDS = {
@@ -108,9 +109,7 @@ def _expand_item(item: str) -> list[float | None]:
 
 
 def _float(text: str) -> float:
-    body = text.lstrip("+-")
-    value = float(int(body, 16)) if body[:2] in ("0x", "0X") else float(body)
-    return -value if text.startswith("-") else value
+    return float(text)
 
 
 def go_duration(seconds: float) -> str:
