@@ -31,6 +31,7 @@ import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Protocol
 
 import h11
 import trio
@@ -64,6 +65,27 @@ class AlertEvent:
     @property
     def fingerprint(self) -> str:
         return fingerprint(self.labels)
+
+
+class Change(Protocol):
+    """What the rule manager reports (foobar_ref.monitor.alerting.AlertChange)."""
+
+    @property
+    def status(self) -> str: ...
+    @property
+    def labels(self) -> dict[str, str]: ...
+    @property
+    def annotations(self) -> dict[str, str]: ...
+    @property
+    def starts_at_s(self) -> float: ...
+    @property
+    def ends_at_s(self) -> float | None: ...
+    @property
+    def expr(self) -> str: ...
+
+
+def alert_events(changes: Iterable[Change]) -> list[AlertEvent]:
+    return [AlertEvent(c.status, c.labels, c.annotations, c.starts_at_s, c.ends_at_s, c.expr) for c in changes]
 
 
 def fingerprint(labels: Mapping[str, str]) -> str:

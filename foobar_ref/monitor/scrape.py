@@ -242,6 +242,8 @@ class Fetcher:
             except HttpError as err:
                 self.in_use = None
                 stream.socket.close()
+                if reused and attempt == 0 and err.status != 413:
+                    continue  # a kept-alive connection the client closed while idle: try a fresh one
                 outcome = "body_too_large" if err.status == 413 else "http_error"
                 raise ScrapeFailed(outcome, f"bad HTTP answer from {self.target.instance}: {err.reason}") from None
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as err:

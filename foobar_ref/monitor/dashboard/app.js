@@ -17,14 +17,18 @@ const quantile = (q) => `histogram_quantile(${q}, sum by (hop, host, le) (rate(f
 const ERRORS = `sum by (hop, host) (rate(foobar_http_requests_total{code=~"5.."}[${WINDOW}]))
     / sum by (hop, host) (rate(foobar_http_requests_total[${WINDOW}]))
   or sum by (hop, host) (rate(foobar_http_requests_total[${WINDOW}])) * 0`;
+// the monitor has no client of its own: its job's `up` and its process figures stand for it
+const asMonitor = (expr) => `label_replace(${expr}, "hop", "monitor", "job", "monitor")`;
 const QUERIES = {
-  up: "max by (hop, host) (foobar_hop_up)",
+  up: `max by (hop, host) (foobar_hop_up) or max by (hop, host) (${asMonitor('up{job="monitor"}')})`,
   qps: QPS,
   p50: quantile(0.5),
   p99: quantile(0.99),
   errors: ERRORS,
-  cpu: `sum by (hop, host) (rate(foobar_process_cpu_seconds_total[${WINDOW}]))`,
-  rss: "sum by (hop, host) (foobar_process_resident_memory_bytes)",
+  cpu: `sum by (hop, host) (rate(foobar_process_cpu_seconds_total[${WINDOW}]))
+    or sum by (hop, host) (${asMonitor(`rate(process_cpu_seconds_total{job="monitor"}[${WINDOW}])`)})`,
+  rss: `sum by (hop, host) (foobar_process_resident_memory_bytes)
+    or sum by (hop, host) (${asMonitor('process_resident_memory_bytes{job="monitor"}')})`,
   backendUp: "max by (hop, backend) (foobar_balancer_backend_up)",
   backendQps: `sum by (hop, backend) (rate(foobar_balancer_upstream_requests_total[${WINDOW}]))`,
   backendFailures: "sum by (hop, backend) (increase(foobar_balancer_backend_failures_total[5m]))",
@@ -44,7 +48,7 @@ const CHARTS = {
   "chart-qps": { query: `sum by (hop) (rate(foobar_http_requests_total[${WINDOW}])) or sum by (hop) (rate(foobar_requests_total[${WINDOW}]))`, key: "hop", scale: 1, unit: "/s" },
   "chart-p99": { query: quantile(0.99).replaceAll("hop, host", "hop"), key: "hop", scale: 1000, unit: " ms" },
   "chart-errors": { query: ERRORS.replaceAll("hop, host", "hop"), key: "hop", scale: 100, unit: " %" },
-  "chart-cpu": { query: `sum by (hop) (rate(foobar_process_cpu_seconds_total[${WINDOW}]))`, key: "hop", scale: 100, unit: " %" },
+  "chart-cpu": { query: QUERIES.cpu.replaceAll("hop, host", "hop"), key: "hop", scale: 100, unit: " %" },
   "chart-host-cpu": { query: QUERIES.hostCpu, key: "host", scale: 100, unit: " %" },
 };
 
@@ -283,6 +287,7 @@ async function drawChart(id, spec, start, end, step) {
   if (existing && existing.names.join() === names.join()) {
     existing.plot.setData([xs, ...columns]);
     if (Math.abs(existing.plot.width - width) > 4) existing.plot.setSize({ width, height: 220 });
+    showLatest(existing.plot, xs.length);
     return;
   }
   if (existing) existing.plot.destroy();
@@ -304,6 +309,12 @@ async function drawChart(id, spec, start, end, step) {
     legend: { live: true },
   };
   charts[id] = { names, plot: new uPlot(opts, [xs, ...columns], box) };
+  showLatest(charts[id].plot, xs.length);
+}
+
+// the legend shows the latest values until the pointer hovers the chart
+function showLatest(plot, length) {
+  if (plot.cursor.left === undefined || plot.cursor.left < 0) plot.setLegend({ idx: length - 1 });
 }
 
 async function chartsPanel() {
