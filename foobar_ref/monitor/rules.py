@@ -236,7 +236,8 @@ class _RuleReader:
         self.name = alert or record
         line = _line(entries.get("alert") or entries.get("record") or node)
         if record and alert:
-            self.problem(line, "only one of 'record' and 'alert' must be set")
+            record_line = _line(entries["record"])
+            self.problem(record_line, f"only one of 'record' and 'alert' must be set (alert at line {line})")
         if not record and not alert:
             self.problem(line, "one of 'record' or 'alert' must be set")
         expr_text, parsed = self.expression(entries.get("expr"), line)

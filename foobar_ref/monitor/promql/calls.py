@@ -98,7 +98,10 @@ def call_instant(evaluation: _Evaluation, node: ast.Call, t_ms: int) -> float | 
     if name == "label_join":
         target, separator, *sources = _strings(evaluation, node, t_ms, len(node.args) - 1)
         return _label_join(vector, target, separator, sources)
-    transform = _value_function(name, [evaluation.scalar(arg, t_ms) for arg in node.args[1:]])
+    scalars = [evaluation.scalar(arg, t_ms) for arg in node.args[1:]]
+    if name == "clamp" and scalars[1] < scalars[0]:
+        return []  # an empty range clamps everything away
+    transform = _value_function(name, scalars)
     return [Sample(drop_name(s.labels), transform(s.value)) for s in vector]
 
 

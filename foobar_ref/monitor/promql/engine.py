@@ -15,8 +15,9 @@ is a staleness marker, in which case the series is absent at once; a range selec
 samples in the closed interval [t - r, t].  `left_open=True` gives Prometheus 3's (t - r, t] and
 (t - lookback, t] instead.
 
-Bounds: at most `max_samples` samples loaded at one step and in a range query's result (Prometheus's
-`query.max-samples`), `max_points` steps per range query (11,000), `max_series` series in a result,
+Bounds: at most `max_samples` samples in play at one step (selected points and range windows) and
+in a range query's result (Prometheus's `query.max-samples`), `LOAD_FACTOR` times that copied from
+the storage for one query, `max_points` steps per range query (11,000), `max_series` series in a result,
 `max_query_length` characters of query text.  `should_stop`, when given, is asked between steps;
 answering True ends the query with a `timeout` error (the caller owns the clock).
 """
@@ -38,6 +39,7 @@ from foobar_ref.monitor.promql.values import Matrix, Result, Sample, Scalar, Ser
 from foobar_ref.monitor.tsdb import METRIC_NAME, Labels, Storage, is_stale
 
 Value = float | str | list[Sample] | list[Series]
+LOAD_FACTOR = 4  # the columns copied for one query may hold this many times max_samples (a memory guard)
 
 
 @dataclass
@@ -213,7 +215,7 @@ class _Evaluation:
             if for_range:
                 t_ms, values = _without_stale(t_ms, values)
             total += len(t_ms)
-            if total > self.engine.max_samples:
+            if total > self.engine.max_samples * LOAD_FACTOR:
                 raise too_many_samples()
             unnamed = tuple(pair for pair in labels if pair[0] != METRIC_NAME)
             series = LoadedSeries(labels, unnamed, t_ms, values)

@@ -28,6 +28,8 @@ _NUMBER = re.compile(r"0[xX][0-9a-fA-F]+|(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]
 _DURATION = re.compile(r"(?:[0-9]+(?:ms|[smhdwy]))+")
 _DURATION_PART = re.compile(r"([0-9]+)(ms|[smhdwy])")
 _UNIT_MS = {"y": 365 * 86400_000, "w": 7 * 86400_000, "d": 86400_000, "h": 3600_000, "m": 60_000, "s": 1000, "ms": 1}
+_DIGITS = frozenset("0123456789")
+_WORD_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.")
 _ESCAPES = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v", "\\": "\\"}
 
 
@@ -82,7 +84,7 @@ def tokenize(query: str) -> list[Token]:
 
 def _next_token(query: str, pos: int) -> Token:
     char = query[pos]
-    if char.isdigit() or (char == "." and query[pos + 1 : pos + 2].isdigit()):
+    if char in _DIGITS or (char == "." and query[pos + 1 : pos + 2] in _DIGITS):
         return _number_or_duration(query, pos)
     if char in "\"'`":
         return _string(query, pos)
@@ -114,7 +116,7 @@ def _number_or_duration(query: str, pos: int) -> Token:
     assert match is not None
     end = match.end()
     if _continues_word(query, end):
-        while end < len(query) and (query[end].isalnum() or query[end] in "._"):
+        while end < len(query) and query[end] in _WORD_CHARACTERS:
             end += 1
         raise parse_error(query, pos, f'bad number or duration syntax: "{query[pos:end]}"')
     text = match.group()
@@ -123,7 +125,7 @@ def _number_or_duration(query: str, pos: int) -> Token:
 
 
 def _continues_word(query: str, end: int) -> bool:
-    return end < len(query) and (query[end].isalnum() or query[end] in "_.")
+    return end < len(query) and query[end] in _WORD_CHARACTERS
 
 
 def _string(query: str, pos: int) -> Token:

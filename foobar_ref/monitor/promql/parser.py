@@ -305,6 +305,8 @@ class _Parser:
         self.expect_text("{", "label matching")
         matchers: list[Matcher] = []
         while not self.at("}"):
+            if self.peek().kind == EOF:
+                raise parse_error(self.query, self.peek().pos, "unexpected end of input inside braces")
             label = self.peek()
             if label.kind != IDENTIFIER or ":" in label.text:
                 raise self.unexpected("label matching", "label matching operator" if matchers else 'identifier or "}"')
@@ -319,6 +321,8 @@ class _Parser:
                 matchers.append(Matcher.make(label.text, op.text, value.value))
             except MatcherError as error:
                 raise self.error(label.pos, str(error)) from None
+            if self.peek().kind == EOF:
+                raise parse_error(self.query, self.peek().pos, "unexpected end of input inside braces")
             if not self.at("}"):
                 self.expect_text(",", "label matching")
         self.advance()
