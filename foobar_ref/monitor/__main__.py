@@ -56,7 +56,8 @@ def main() -> None:
         print(f"monitor: {hop} is not a service of kind 'monitor' in {topo.path}", file=sys.stderr)
         raise SystemExit(2)
     storage = Storage(settings.retention_s, args.extra.max_storage_mb * MIB)
-    engine = Engine(storage, lookback_delta_s=LOOKBACK_DELTA_S)
+    # Prometheus refuses a range query when (end - start) / step > 11,000: up to 11,001 points
+    engine = Engine(storage, lookback_delta_s=LOOKBACK_DELTA_S, max_points=11_001)
     rule_file = settings.rule_file or default_rule_file()
     try:
         rules = RuleManager(

@@ -92,8 +92,9 @@ class Params:
     values: dict[str, list[str]] = field(default_factory=dict)
 
     def one(self, name: str) -> str | None:
+        """The first value, as Go's FormValue (a POSTed form's values come before the query string's)."""
         found = self.values.get(name)
-        return found[-1] if found else None
+        return found[0] if found else None
 
     def all(self, name: str) -> list[str]:
         return self.values.get(name, [])

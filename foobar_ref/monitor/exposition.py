@@ -33,6 +33,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 
 Labels = tuple[tuple[str, str], ...]
 
@@ -114,20 +115,32 @@ def split_sample(line: str) -> tuple[str, str, str | None]:
     return series, rest[0], (rest[1] if len(rest) == 2 else None)
 
 
+@dataclass
+class Page:
+    """One parsed scrape body: its samples (each series once), and its series by text."""
+
+    samples: list[tuple[Labels, float]]
+    by_text: dict[str, Labels]
+    duplicates: int  # samples dropped: a series given again (same text, or the same labels written otherwise)
+
+
 class SeriesCache:
-    """Series text -> relabelled labels, kept from one scrape to the next (see the theory above)."""
+    """Series text -> relabelled labels, kept from one scrape to the next (see the theory above).
+
+    Everything is keyed by the series *text*: Python caches a string's hash, not a tuple's, so
+    look-ups, duplicate checks and the staleness difference cost no hashing of label tuples.
+    """
 
     def __init__(self) -> None:
         self.known: dict[str, Labels] = {}
 
-    def parse(self, text: str, relabel: Relabel) -> list[tuple[Labels, float]]:
+    def parse(self, text: str, relabel: Relabel) -> Page:
         """Every sample of `text`, labels passed through `relabel(name, labels)`; raises ExpositionError.
 
-        A series given twice comes out twice: the caller, which sees the final labels, drops
-        the second one.
+        The cache is not changed: `commit` the page once it is stored, or `forget` everything.
         """
-        seen: dict[str, Labels] = {}
-        samples: list[tuple[Labels, float]] = []
+        page = Page([], {}, 0)
+        by_labels: set[Labels] | None = None  # built at the first series not in the cache
         for number, raw in enumerate(text.split("\n"), 1):
             line = raw.strip(" \t\r")
             if not line:
@@ -140,15 +153,38 @@ class SeriesCache:
                 value = parse_value(value_text)
                 if timestamp is not None and not _TIMESTAMP.fullmatch(timestamp):
                     raise ValueError(f"invalid timestamp {timestamp!r}")
-                labels = self.known.get(series) or seen.get(series)
+                if series in page.by_text:
+                    page.duplicates += 1
+                    continue
+                labels = self.known.get(series)
                 if labels is None:
                     labels = relabel(*parse_series(series))
+                    by_labels = set(page.by_text.values()) if by_labels is None else by_labels
+                if by_labels is not None:  # a new text may be a series already given, written otherwise
+                    if labels in by_labels:
+                        page.duplicates += 1
+                        continue
+                    by_labels.add(labels)
             except ValueError as err:
                 raise ExpositionError(number, f"{err}: {_clip(line)}") from None
-            seen[series] = labels
-            samples.append((labels, value))
-        self.known = seen
-        return samples
+            page.by_text[series] = labels
+            page.samples.append((labels, value))
+        return page
+
+    def commit(self, page: Page) -> tuple[list[Labels], int]:
+        """Keep `page` as the last scrape: (labels of the series it no longer has, how many it added)."""
+        old, self.known = self.known, page.by_text
+        added = sum(1 for series in page.by_text if series not in old)
+        gone = [labels for series, labels in old.items() if series not in page.by_text]
+        if gone:  # a series may come back written another way: it is not gone
+            present = set(page.by_text.values())
+            gone = [labels for labels in gone if labels not in present]
+        return gone, added
+
+    def forget(self) -> list[Labels]:
+        """Forget every series (a failed scrape): their labels, to mark stale."""
+        gone, self.known = list(self.known.values()), {}
+        return gone
 
 
 def _clip(line: str, limit: int = 80) -> str:

@@ -37,7 +37,7 @@ from typing import Protocol
 import h11
 import trio
 
-from foobar_ref.monitor.exposition import ExpositionError, Labels, Relabel, SeriesCache
+from foobar_ref.monitor.exposition import ExpositionError, Labels, Page, Relabel, SeriesCache
 from foobar_ref.runtime.trio_shell import connect_tcp
 from foobar_ref.topology import Topology
 from foobar_ref.wire.http import HttpError, Message, new_connection, read_message, request_bytes
@@ -111,7 +111,6 @@ class TargetState:
     last_error: str = ""
     last_scrape_s: float | None = None  # wall-clock start of the last scrape
     last_duration_s: float = 0.0
-    series: set[Labels] = field(default_factory=set)
     cache: SeriesCache = field(default_factory=SeriesCache)
 
 
@@ -152,45 +151,39 @@ def ingest(
     max_series: int,
 ) -> ScrapeReport:
     """Put one scrape (a body, or why there is none) into storage; update `state`."""
-    scraped, duplicates = 0, 0
-    samples: dict[Labels, float] = {}
-    failure = body if isinstance(body, ScrapeFailed) else None
-    if failure is None:
-        assert isinstance(body, bytes)
-        try:
-            parsed = state.cache.parse(body.decode("utf-8"), relabeller(state.target))
-        except UnicodeDecodeError as err:
-            failure = ScrapeFailed("parse_error", f"body is not UTF-8 text (byte {err.start})")
-        except ExpositionError as err:
-            failure = ScrapeFailed("parse_error", f"not Prometheus text format: {err}")
-        else:
-            scraped = len(parsed)
-            for labels, value in parsed:
-                if labels in samples:
-                    duplicates += 1
-                else:
-                    samples[labels] = value
-            if len(samples) > max_series:
-                failure = ScrapeFailed(
-                    "too_many_series", f"sample limit exceeded: {len(samples)} series, at most {max_series} per target"
-                )
-    if failure is not None:
-        samples = {}
-        state.cache = SeriesCache()  # a refused page teaches nothing about the next one
-    for labels, value in samples.items():
-        storage.append(labels, t_ms, value)
-    gone = state.series - samples.keys()
+    page, failure = _parse(state, body)
+    if page is not None and len(page.samples) > max_series:
+        failure = ScrapeFailed(
+            "too_many_series", f"sample limit exceeded: {len(page.samples)} series, at most {max_series} per target"
+        )
+    if failure is None and page is not None:
+        for labels, value in page.samples:
+            storage.append(labels, t_ms, value)
+        gone, added = state.cache.commit(page)
+    else:
+        gone, added = state.cache.forget(), 0  # a refused page teaches nothing about the next one
     for labels in gone:
         storage.mark_stale(labels, t_ms)
-    added = len(samples.keys() - state.series)
-    state.series = set(samples)
     state.health = "down" if failure else "up"
     state.last_error = str(failure) if failure else ""
     state.last_scrape_s = t_ms / 1000
     state.last_duration_s = duration_s
+    scraped = len(page.samples) + page.duplicates if page is not None else 0
+    duplicates = page.duplicates if page is not None else 0
     report = ScrapeReport(failure.outcome if failure else "ok", scraped, added, len(gone), duplicates, state.last_error)
     _append_report(state.target, report, t_ms, duration_s, storage)
     return report
+
+
+def _parse(state: TargetState, body: bytes | ScrapeFailed) -> tuple[Page | None, ScrapeFailed | None]:
+    if isinstance(body, ScrapeFailed):
+        return None, body
+    try:
+        return state.cache.parse(body.decode("utf-8"), relabeller(state.target)), None
+    except UnicodeDecodeError as err:
+        return None, ScrapeFailed("parse_error", f"body is not UTF-8 text (byte {err.start})")
+    except ExpositionError as err:
+        return None, ScrapeFailed("parse_error", f"not Prometheus text format: {err}")
 
 
 def _append_report(target: Target, report: ScrapeReport, t_ms: int, duration_s: float, storage: Storage) -> None:

@@ -59,6 +59,7 @@ MAX_CONNECTIONS = 64  # open HTTP connections; more are reset at once
 RETENTION_CHECK_S = 30.0
 DEFAULT_MAX_STORAGE_BYTES = 256 * 1024 * 1024
 LOOKBACK_DELTA_S = 300.0
+OWN_MAX_SERIES = 100_000
 MAX_QUERY_S = 10.0  # a query longer than this is stopped (503 timeout): it holds the one thread
 
 
@@ -185,9 +186,7 @@ class MonitorService:
         duration_s = time.perf_counter() - started
         was = (state.health, state.last_error)
         cpu_started = time.thread_time()
-        report = scrape.ingest(
-            state, body, int(started_s * 1000), duration_s, self.storage, self.settings.max_series_per_target
-        )
+        report = scrape.ingest(state, body, int(started_s * 1000), duration_s, self.storage, self._limit(state))
         name = state.target.name
         self.metrics.scrape_cpu.labels(target=name).inc(time.thread_time() - cpu_started)
         self.metrics.scrapes.labels(target=name, outcome=report.outcome).inc()
@@ -198,6 +197,10 @@ class MonitorService:
             event = "target_up" if state.health == "up" else "target_down"
             self._log(event, target=name, instance=state.target.instance, outcome=report.outcome, error=report.error)
         return report
+
+    def _limit(self, state: scrape.TargetState) -> int:
+        """The series bound of a target; the monitor's own page has its own (its series grow with the targets)."""
+        return OWN_MAX_SERIES if state.target.job == scrape.SELF_JOB else self.settings.max_series_per_target
 
     # --- rules and notifications -------------------------------------------------------------------
 

@@ -27,7 +27,7 @@ def plain(name: str, labels: dict[str, str]) -> Labels:
 
 
 def parse(text: str) -> list[tuple[Labels, float]]:
-    return SeriesCache().parse(text, plain)
+    return SeriesCache().parse(text, plain).samples
 
 
 def test_reads_samples_comments_and_blank_lines() -> None:
@@ -102,10 +102,26 @@ def test_cache_relabels_a_series_once_and_forgets_what_left() -> None:
         return plain(name, labels)
 
     cache = SeriesCache()
-    cache.parse('a{x="1"} 1\nb 2\n', counting)
-    cache.parse('a{x="1"} 5\nc 3\n', counting)
+    assert cache.commit(cache.parse('a{x="1"} 1\nb 2\n', counting)) == ([], 2)
+    gone, added = cache.commit(cache.parse('a{x="1"} 5\nc 3\n', counting))
     assert calls == ["a", "b", "c"]
+    assert (gone, added) == ([plain("b", {})], 1)
     assert set(cache.known) == {'a{x="1"}', "c"}
+    cache.parse("d 1\n", counting)  # parsed, not committed: the cache still holds the last stored page
+    assert set(cache.known) == {'a{x="1"}', "c"}
+    assert sorted(cache.forget()) == [plain("a", {"x": "1"}), plain("c", {})] and cache.known == {}
+
+
+def test_a_series_given_twice_keeps_its_first_value() -> None:
+    cache = SeriesCache()
+    page = cache.parse('d{a="1",b="2"} 1\nd{b="2",a="1"} 9\nd{a="1",b="2"} 8\ne 1\n', plain)
+    assert page.samples == [(plain("d", {"a": "1", "b": "2"}), 1.0), (plain("e", {}), 1.0)]
+    assert page.duplicates == 2
+    cache.commit(page)
+    again = cache.parse('d{b="2",a="1"} 3\nd{a="1",b="2"} 4\ne 2\n', plain)  # cached, then written otherwise
+    assert again.samples == [(plain("d", {"a": "1", "b": "2"}), 3.0), (plain("e", {}), 2.0)]
+    assert again.duplicates == 1
+    assert cache.commit(again) == ([], 1)  # the series written another way is not gone
 
 
 def test_agrees_with_prometheus_client_on_what_it_writes() -> None:

@@ -39,6 +39,7 @@ ADDRESSES = {
     "hang": "127.90.6.2",
     "many": "127.90.6.3",
     "gone": "127.90.6.4",
+    "huge": "127.90.6.5",
 }
 MAX_SERIES = 50
 
@@ -90,10 +91,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "hang": lambda: "foobar_fixed 1\n",
         "many": lambda: many,
         "gone": lambda: 'foobar_gone{hop="gone"} 7\n',
+        "huge": lambda: "foobar_fixed 1\n",
     }
     targets = {name: FakeTarget((ADDRESSES[name], METRICS_PORT), page).start() for name, page in makers.items()}
     targets["garbage"].mode = "garbage"
     targets["hang"].mode = "hang"
+    targets["huge"].mode = "huge"  # a body over the monitor's bound (16 MiB)
     sink = WebhookSink(WEBHOOK)
     rules = folder / "rules.yml"
     rules.write_text(RULES)
@@ -123,7 +126,7 @@ def up_by_instance() -> dict[str, float]:
 
 def test_every_target_is_scraped_and_up_says_which_answered(stack: Stack) -> None:
     expected = {instance(n): 1.0 for n in ("web-01", "web-02", "gone")}
-    expected |= {instance(n): 0.0 for n in ("garbage", "hang", "many")}
+    expected |= {instance(n): 0.0 for n in ("garbage", "hang", "many", "huge")}
     expected[f"{MONITOR[0]}:{MONITOR[1]}"] = 1.0
     wait_until(lambda: up_by_instance() == expected, 10, "up of every target")
 
@@ -187,13 +190,19 @@ def test_failed_scrapes_are_counted_and_explained(stack: Stack) -> None:
     assert "within 0.5 s" in found["hang"]["lastError"]
     assert 0.5 <= found["hang"]["lastScrapeDuration"] < 1.0
     assert f"{MAX_SERIES + 10} series, at most {MAX_SERIES}" in found["many"]["lastError"]
+    assert "limit 16777216" in found["huge"]["lastError"]
     assert found["web-01"]["health"] == "up" and found["web-01"]["lastError"] == ""
     assert found["web-01"]["scrapeInterval"] == "1s" and found["web-01"]["scrapeTimeout"] == "500ms"
     outcomes = {
         (r["metric"]["target"], r["metric"]["outcome"])
         for r in api("/api/v1/query", query="foobar_monitor_scrapes_total > 0")["result"]
     }
-    assert {("mon-garbage", "parse_error"), ("mon-hang", "timeout"), ("mon-many", "too_many_series")} <= outcomes
+    assert {
+        ("mon-garbage", "parse_error"),
+        ("mon-hang", "timeout"),
+        ("mon-many", "too_many_series"),
+        ("mon-huge", "body_too_large"),
+    } <= outcomes
     assert ("mon-web-01", "ok") in outcomes and ("monitor", "ok") in outcomes
     assert api("/api/v1/query", query='foobar_many{i="0"}')["result"] == []
 
