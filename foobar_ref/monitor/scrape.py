@@ -30,6 +30,7 @@ Prometheus ("duplicate sample for timestamp").  Counter resets are the query eng
 
 from __future__ import annotations
 
+import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -270,7 +271,8 @@ class Fetcher:
         try:
             stream = await connect_tcp(*self.target.address, source_ip=self.source_ip)
         except (OSError, trio.TooSlowError) as err:
-            detail = getattr(err, "strerror", None) or repr(err)
+            errno = getattr(err, "errno", None)
+            detail = os.strerror(errno) if errno else "no connection within the timeout"
             raise ScrapeFailed("connection", f"cannot connect to {self.target.instance}: {detail}") from None
         return stream, new_connection(h11.CLIENT)
 

@@ -212,6 +212,7 @@ def test_health_own_metrics_dashboard_and_not_found(fed: tuple[Api, Storage, lis
     assert page.status == 200 and page.content_type.startswith("text/html") and b"/dashboard/app.js" in page.body
     for asset in ("/dashboard/app.js", "/dashboard/app.css", "/dashboard/vendor/uPlot.iife.min.js"):
         assert api.answer(Request("GET", asset), T0).status == 200, asset
+    assert api.answer(Request("GET", "/graph?g0.expr=up&g0.tab=1"), T0).body == page.body  # alerts' generatorURL
     assert api.answer(Request("GET", "/dashboard/../__init__.py"), T0).status == 404
     assert api.answer(Request("GET", "/nothing"), T0) == Reply(
         404, "text/plain; charset=utf-8", b"404 page not found\n"

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from foobar_ref.monitor.service import MAX_CONNECTIONS
 from foobar_ref.runtime.admin import read_metrics
 from tests.monitor.monitorproc import (
     METRICS_PORT,
@@ -316,6 +317,22 @@ def test_keep_alive_serves_requests_one_after_another(stack: Stack) -> None:
                 assert chunk, answer
                 answer += chunk
             assert answer.startswith(b"HTTP/1.1 200")
+
+
+def test_connections_past_the_bound_are_reset_and_the_rest_served(stack: Stack) -> None:
+    held = [socket.create_connection(MONITOR, timeout=5) for _ in range(MAX_CONNECTIONS)]
+    try:
+        time.sleep(0.5)  # let the monitor accept them all
+        with socket.create_connection(MONITOR, timeout=5) as extra:
+            extra.sendall(b"GET /-/healthy HTTP/1.1\r\nHost: m\r\n\r\n")
+            try:
+                assert extra.recv(100) == b""
+            except ConnectionResetError:
+                pass
+    finally:
+        for sock in held:
+            sock.close()
+    wait_until(lambda: request("GET", "/-/healthy")[0] == 200, 5, "served again")
 
 
 def test_a_slow_request_is_answered_408(stack: Stack) -> None:

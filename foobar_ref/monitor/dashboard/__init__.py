@@ -44,6 +44,6 @@ def _files() -> dict[str, tuple[str, bytes]]:
 
 def asset(path: str) -> tuple[str, bytes] | None:
     """(content type, bytes) of the dashboard file at URL `path`, or None."""
-    if path in ("/", "/index.html", "/dashboard", PREFIX):
+    if path in ("/", "/index.html", "/graph", "/dashboard", PREFIX):  # /graph: where alerts' generatorURL points
         path = PREFIX + "index.html"
     return _files().get(path)
