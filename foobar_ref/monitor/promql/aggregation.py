@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from foobar_ref.monitor.promql.errors import PromQLError
 from foobar_ref.monitor.promql.functions import quantile
@@ -19,13 +18,12 @@ from foobar_ref.monitor.promql.values import Sample
 from foobar_ref.monitor.tsdb import METRIC_NAME, Labels
 
 
-@dataclass
 class _Group:
-    labels: Labels
-    value: float
-    mean: float
-    count: int = 1
-    heap: list[Sample] = field(default_factory=list)
+    __slots__ = ("labels", "value", "mean", "count", "heap")
+
+    def __init__(self, labels: Labels, value: float) -> None:
+        self.labels, self.value, self.mean, self.count = labels, value, value, 1
+        self.heap: list[Sample] = []
 
 
 def _group_labels(labels: Labels, grouping: list[str], without: bool) -> Labels:
@@ -34,7 +32,16 @@ def _group_labels(labels: Labels, grouping: list[str], without: bool) -> Labels:
     return tuple(pair for pair in labels if pair[0] in grouping)
 
 
-def aggregate(op: str, samples: list[Sample], grouping: list[str], without: bool, param: float | None) -> list[Sample]:
+def aggregate(
+    op: str,
+    samples: list[Sample],
+    grouping: list[str],
+    without: bool,
+    param: float | None,
+    keys: dict[Labels, Labels] | None = None,
+) -> list[Sample]:
+    """Aggregate one step's samples; `keys` caches each input's group labels across steps."""
+    keys = {} if keys is None else keys
     k = 0
     if op in ("topk", "bottomk"):
         assert param is not None
@@ -45,7 +52,9 @@ def aggregate(op: str, samples: list[Sample], grouping: list[str], without: bool
             return []
     groups: dict[Labels, _Group] = {}
     for sample in samples:
-        key = _group_labels(sample.labels, grouping, without)
+        key = keys.get(sample.labels)
+        if key is None:
+            key = keys[sample.labels] = _group_labels(sample.labels, grouping, without)
         group = groups.get(key)
         if group is None:
             groups[key] = _new_group(op, key, sample)
@@ -58,7 +67,7 @@ def aggregate(op: str, samples: list[Sample], grouping: list[str], without: bool
 
 
 def _new_group(op: str, key: Labels, sample: Sample) -> _Group:
-    group = _Group(key, sample.value, sample.value)
+    group = _Group(key, sample.value)
     if op in ("stddev", "stdvar"):
         group.value = 0.0
     elif op in ("topk", "bottomk", "quantile"):

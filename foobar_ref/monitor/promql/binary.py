@@ -90,32 +90,61 @@ def vector_scalar(op: str, vector: list[Sample], scalar: float, swap: bool, retu
     return out
 
 
+class Memo:
+    """Per-node caches kept across the steps of one evaluation: signatures and result labels."""
+
+    def __init__(self) -> None:
+        self.signatures: dict[Labels, Labels] = {}
+        self.results: dict[tuple[Labels, Labels], Labels] = {}
+
+    def signature(self, labels: Labels, matching: VectorMatching) -> Labels:
+        found = self.signatures.get(labels)
+        if found is None:
+            found = self.signatures[labels] = signature(labels, matching)
+        return found
+
+    def result(self, many: Labels, one: Labels, op: str, matching: VectorMatching) -> Labels:
+        found = self.results.get((many, one))
+        if found is None:
+            found = self.results[(many, one)] = result_labels(many, one, op, matching)
+        return found
+
+
 def signature(labels: Labels, matching: VectorMatching) -> Labels:
     if matching.on:
         return tuple(pair for pair in labels if pair[0] in matching.labels)
     return tuple(pair for pair in labels if pair[0] != METRIC_NAME and pair[0] not in matching.labels)
 
 
-def set_operation(op: str, lhs: list[Sample], rhs: list[Sample], matching: VectorMatching) -> list[Sample]:
+def set_operation(
+    op: str, lhs: list[Sample], rhs: list[Sample], matching: VectorMatching, memo: Memo | None = None
+) -> list[Sample]:
+    memo = memo or Memo()
     if op == "and":
         if not lhs or not rhs:
             return []
-        right = {signature(s.labels, matching) for s in rhs}
-        return [s for s in lhs if signature(s.labels, matching) in right]
+        right = {memo.signature(s.labels, matching) for s in rhs}
+        return [s for s in lhs if memo.signature(s.labels, matching) in right]
     if op == "or":
         if not lhs or not rhs:
             return lhs + rhs
-        left = {signature(s.labels, matching) for s in lhs}
-        return lhs + [s for s in rhs if signature(s.labels, matching) not in left]
+        left = {memo.signature(s.labels, matching) for s in lhs}
+        return lhs + [s for s in rhs if memo.signature(s.labels, matching) not in left]
     if not lhs or not rhs:  # unless
         return list(lhs)
-    right = {signature(s.labels, matching) for s in rhs}
-    return [s for s in lhs if signature(s.labels, matching) not in right]
+    right = {memo.signature(s.labels, matching) for s in rhs}
+    return [s for s in lhs if memo.signature(s.labels, matching) not in right]
 
 
 def vector_binary(
-    op: str, lhs: list[Sample], rhs: list[Sample], matching: VectorMatching, return_bool: bool
+    op: str,
+    lhs: list[Sample],
+    rhs: list[Sample],
+    matching: VectorMatching,
+    return_bool: bool,
+    memo: Memo | None = None,
 ) -> list[Sample]:
+    memo = memo or Memo()
     if not lhs or not rhs:
         return []
     one_to_many = matching.card == "one-to-many"
@@ -123,7 +152,7 @@ def vector_binary(
         lhs, rhs = rhs, lhs
     right: dict[Labels, Sample] = {}
     for sample in rhs:
-        key = signature(sample.labels, matching)
+        key = memo.signature(sample.labels, matching)
         if key in right:
             side = "left" if one_to_many else "right"
             raise PromQLError(
@@ -136,7 +165,7 @@ def vector_binary(
     matched: dict[Labels, set[Labels]] = {}
     out: list[Sample] = []
     for sample in lhs:
-        key = signature(sample.labels, matching)
+        key = memo.signature(sample.labels, matching)
         other = right.get(key)
         if other is None:
             continue
@@ -146,7 +175,7 @@ def vector_binary(
             value = 1.0 if keep else 0.0
         elif not keep:
             continue
-        labels = result_labels(sample.labels, other.labels, op, matching)
+        labels = memo.result(sample.labels, other.labels, op, matching)
         if return_bool:
             labels = drop_name(labels)
         _check_unique(matched, key, labels, matching)

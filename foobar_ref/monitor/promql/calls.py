@@ -8,6 +8,7 @@ samples' own times; `histogram_quantile` groups classic buckets by every label b
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Callable
@@ -180,15 +181,20 @@ def absent_labels(node: ast.Node) -> Labels:
 def _histogram_quantile(q: float, vector: list[Sample]) -> list[Sample]:
     groups: dict[Labels, list[tuple[float, float]]] = {}
     for labels, value in vector:
-        bound = functions.parse_bucket_bound(dict(labels).get("le", ""))
-        if bound is None:
-            continue
-        key = tuple(pair for pair in labels if pair[0] != "le")
-        groups.setdefault(key, []).append((bound, value))
+        key, bound = _bucket(labels)
+        if bound is not None:
+            groups.setdefault(key, []).append((bound, value))
     return [
         Sample(tuple(p for p in key if p[0] != METRIC_NAME), functions.bucket_quantile(q, buckets))
         for key, buckets in groups.items()
     ]
+
+
+@functools.lru_cache(maxsize=65_536)
+def _bucket(labels: Labels) -> tuple[Labels, float | None]:
+    """A bucket series' histogram (its labels but `le`) and upper bound (None when `le` is not a number)."""
+    bound = functions.parse_bucket_bound(dict(labels).get("le", ""))
+    return tuple(pair for pair in labels if pair[0] != "le"), bound
 
 
 def _label_replace(vector: list[Sample], target: str, replacement: str, source: str, regex: str) -> list[Sample]:

@@ -176,6 +176,8 @@ class _Evaluation:
         self.lookback_ms = engine.lookback_ms
         self.left_open = engine.left_open
         self.loaded: dict[int, list[LoadedSeries]] = {}
+        self.memos: dict[int, binary.Memo] = {}
+        self.group_keys: dict[int, dict[Labels, Labels]] = {}
         self.step_samples = 0
         self._load(node, start_ms, end_ms)
 
@@ -320,13 +322,15 @@ class _Evaluation:
             return binary.vector_scalar(node.op, rhs, scalar, True, node.return_bool)
         lhs, rhs = self.vector(node.lhs, t_ms), self.vector(node.rhs, t_ms)
         assert node.matching is not None
+        memo = self.memos.setdefault(id(node), binary.Memo())
         if node.op in ast.SET_OPERATORS:
-            return binary.set_operation(node.op, lhs, rhs, node.matching)
-        return binary.vector_binary(node.op, lhs, rhs, node.matching, node.return_bool)
+            return binary.set_operation(node.op, lhs, rhs, node.matching, memo)
+        return binary.vector_binary(node.op, lhs, rhs, node.matching, node.return_bool, memo)
 
     def aggregation(self, node: ast.Aggregate, t_ms: int) -> Value:
         param = self.scalar(node.param, t_ms) if node.param is not None else None
-        return aggregate(node.op, self.vector(node.expr, t_ms), node.grouping, node.without, param)
+        keys = self.group_keys.setdefault(id(node), {})
+        return aggregate(node.op, self.vector(node.expr, t_ms), node.grouping, node.without, param, keys)
 
 
 _RANGE_FUNCTIONS = frozenset(name for name, spec in ast.FUNCTIONS.items() if ast.MATRIX in spec.arg_types)
