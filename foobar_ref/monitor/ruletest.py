@@ -223,7 +223,7 @@ class _TestGroup:
         self.storage = Storage(retention_s=10 * 365 * 86400, max_bytes=2**62)
         self.engine = Engine(self.storage)
         external = {str(k): str(v) for k, v in (self.spec.get("external_labels") or {}).items()}
-        interval = _seconds(self.spec.get("interval"), "interval") or 60.0
+        interval = _seconds(self.spec.get("interval"), "interval")  # none: every sample at 0 s, as promtool 2.42
         self.manager = RuleManager(_rules(settings), self.engine, self.storage, external_labels=external)
         self._load_series(interval)
         self.alert_tests = [_known(t, _ALERT_FIELDS, "alert_rule_test") for t in self.spec.get("alert_rule_test") or []]

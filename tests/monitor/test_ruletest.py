@@ -170,3 +170,75 @@ def test_a_missing_file_and_bad_yaml_fail_cleanly(tmp_path: Path) -> None:
     assert run_file(tmp_path / "u.yml") == ["field unknown not found in unit-test file"]
     usage = run_ours(tmp_path / "absent.yml")
     assert usage.returncode == 1 and "FAILED" in usage.stderr
+
+
+SCENARIO_RULES = """
+groups:
+  - name: g
+    rules:
+      - record: job:x:sum
+        expr: sum by (job) (x)
+      - alert: XZero
+        expr: x == 0
+        for: 1m
+        keep_firing_for: 2m
+        labels: {severity: page}
+        annotations: {summary: "{{ $labels.job }} {{ $value }} {{ $value | humanize }}"}
+"""
+
+# Each scenario is run by promtool and by our runner; their reports must be identical, pass or fail.
+SCENARIOS = {
+    "no interval: every sample at 0 s, the first kept": """
+  - input_series: [{series: 'x{job="a"}', values: '1 2 3'}]
+    promql_expr_test:
+      - {expr: x, eval_time: 2m, exp_samples: [{labels: 'x{job="a"}', value: 3}]}
+""",
+    "gaps and staleness": """
+  - interval: 1m
+    input_series: [{series: 'x{job="a"}', values: '1 _ _ 4 stale 6'}]
+    promql_expr_test:
+      - {expr: x, eval_time: 2m, exp_samples: [{labels: 'x{job="a"}', value: 1}]}
+      - {expr: x, eval_time: 4m, exp_samples: []}
+      - {expr: 'count_over_time(x[10m])', eval_time: 5m, exp_samples: [{labels: '{job="a"}', value: 3}]}
+""",
+    "for, keep_firing_for and the value at the last evaluation": """
+  - interval: 30s
+    input_series: [{series: 'x{job="a"}', values: '1 0 0 0 1 1 1 1 1 1'}]
+    alert_rule_test:
+      - {eval_time: 1m, alertname: XZero}
+      - eval_time: 90s
+        alertname: XZero
+        exp_alerts: [{exp_labels: {job: a, severity: page}, exp_annotations: {summary: "a 0 0"}}]
+      - eval_time: 3m
+        alertname: XZero
+        exp_alerts: [{exp_labels: {job: a, severity: page}, exp_annotations: {summary: "a 0 0"}}]
+      - {eval_time: 4m, alertname: XZero}
+""",
+    "alert checks between evaluations use the earlier one": """
+  - interval: 1m
+    input_series: [{series: 'x{job="a"}', values: '0x5'}]
+    alert_rule_test:
+      - eval_time: 61s
+        alertname: XZero
+        exp_alerts: [{exp_labels: {job: a, severity: page}, exp_annotations: {summary: "a 0 0"}}]
+""",
+    "recorded series and exact float comparison": """
+  - interval: 1m
+    input_series:
+      - {series: 'x{job="a", i="1"}', values: '0.1+0.1x3'}
+      - {series: 'x{job="a", i="2"}', values: '0.2+0.1x3'}
+    promql_expr_test:
+      - {expr: 'job:x:sum', eval_time: 3m, exp_samples: [{labels: 'job:x:sum{job="a"}', value: 0.9}]}
+      - {expr: 'rate(x[3m])', eval_time: 3m, exp_samples: [{labels: '{job="a", i="1"}', value: 0.001666}]}
+""",
+}
+
+
+@pytest.mark.parametrize("scenario", list(SCENARIOS), ids=list(SCENARIOS))
+def test_scenarios_get_the_same_report_from_both_engines(tmp_path: Path, scenario: str) -> None:
+    (tmp_path / "r.yml").write_text(SCENARIO_RULES)
+    path = tmp_path / "t.yml"
+    path.write_text("rule_files: [r.yml]\nevaluation_interval: 30s\ntests:" + SCENARIOS[scenario])
+    theirs = run_promtool("test", "rules", str(path))
+    ours = run_ours(path)
+    assert (ours.returncode, ours.stdout, ours.stderr) == (theirs.returncode, theirs.stdout, theirs.stderr)
