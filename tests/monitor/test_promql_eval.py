@@ -663,6 +663,12 @@ def test_histogram_quantile(query: str, at: str, want: dict[str, float]) -> None
     assert same(evaluate(engine, query, at), expected(want)), evaluate(engine, query, at)
 
 
+def test_histogram_quantile_of_an_empty_first_bucket_is_nan_as_go_divides() -> None:
+    engine = Engine(load("1m", {'b_bucket{le="1"}': "0x3", 'b_bucket{le="+Inf"}': "5x3"}))
+    got = evaluate(engine, "histogram_quantile(0, b_bucket)", "2m")
+    assert list(got) == [()] and math.isnan(got[()])
+
+
 def test_histogram_quantile_without_an_inf_bucket_is_nan_and_skips_bad_le() -> None:
     engine = Engine(load("1m", {'b_bucket{le="1"}': "1x5", 'b_bucket{le="2"}': "2x5", 'b_bucket{le="x"}': "3x5"}))
     got = evaluate(engine, "histogram_quantile(0.5, b_bucket)", "2m")

@@ -321,7 +321,7 @@ def bucket_quantile(q: float, buckets: list[tuple[float, float]]) -> float:
         start = buckets[index - 1][0]
         count -= buckets[index - 1][1]
         rank -= buckets[index - 1][1]
-    return start + (end - start) * (rank / count)
+    return start + (end - start) * go_div(rank, count)
 
 
 def _coalesce(buckets: list[tuple[float, float]]) -> list[tuple[float, float]]:
