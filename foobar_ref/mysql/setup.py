@@ -11,6 +11,13 @@ then calls, from its own process:
    password exists for the admin account);
 2. `configure`: idempotent, so re-running it on a configured instance is safe.
 
+Accounts: `store` (the stores' reads and writes), `repl` (replication) and
+`monitor`, the monitoring client's least-privilege account, as mysqld_exporter's
+documentation asks for (PROCESS, REPLICATION CLIENT; MariaDB 10.5+ also needs
+SLAVE MONITOR for SHOW SLAVE STATUS), at most `MONITOR_MAX_CONNECTIONS` at once
+so monitoring can never crowd out the site.  Their passwords are made once per
+state folder (`credentials`).
+
 Accounts are per instance and are not written to the binary log
 (`sql_log_bin=0`): each server grants only the addresses that legitimately
 reach *it* (`allowed_sources`), and a replica never gets a local GTID that
@@ -47,6 +54,14 @@ from foobar_ref.topology import Topology
 DATABASE = "foobar"
 STORE_USER = "store"
 REPL_USER = "repl"
+MONITOR_USER = "monitor"
+MONITOR_MAX_CONNECTIONS = 3
+USERS = (STORE_USER, REPL_USER, MONITOR_USER)
+GRANTS = {
+    STORE_USER: f"SELECT, INSERT ON {DATABASE}.*",
+    REPL_USER: "REPLICATION SLAVE ON *.*",
+    MONITOR_USER: "PROCESS, REPLICATION CLIENT, SLAVE MONITOR ON *.*",
+}
 POLL_INTERVAL_S = 0.1
 ADMIN_TIMEOUT_S = 5.0
 CONNECT_RETRY_S = 1  # the replica retries a lost primary every second, not MariaDB's default 60 s
@@ -121,15 +136,16 @@ def _log_tail(state_dir: Path, hop: str, count: int = 5) -> str:
 
 
 def credentials(state_dir: Path) -> dict[str, str]:
-    """The `store` and `repl` passwords: made once per state folder, file mode 0600."""
+    """The accounts' passwords: made once per state folder (a missing one is added), file mode 0600."""
     path = config.credentials_path(state_dir)
     try:
         data = json.loads(path.read_text())
-        if isinstance(data, dict) and all(isinstance(data.get(u), str) for u in (STORE_USER, REPL_USER)):
-            return {STORE_USER: data[STORE_USER], REPL_USER: data[REPL_USER]}
+        known = {u: data[u] for u in USERS if isinstance(data, dict) and isinstance(data.get(u), str)}
     except (OSError, ValueError):
-        pass
-    made = {STORE_USER: secrets.token_urlsafe(24), REPL_USER: secrets.token_urlsafe(24)}
+        known = {}
+    if len(known) == len(USERS):
+        return known
+    made = {user: known.get(user) or secrets.token_urlsafe(24) for user in USERS}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -158,8 +174,9 @@ def allowed_sources(topo: Topology, hop: str) -> list[str]:
 
 
 def _ensure_account(cursor: pymysql.cursors.Cursor, user: str, host: str, password: str, grant: str) -> None:
+    limit = f" WITH MAX_USER_CONNECTIONS {MONITOR_MAX_CONNECTIONS}" if user == MONITOR_USER else ""
     cursor.execute("CREATE USER IF NOT EXISTS %s@%s IDENTIFIED BY %s", (user, host, password))
-    cursor.execute("ALTER USER %s@%s IDENTIFIED BY %s", (user, host, password))
+    cursor.execute(f"ALTER USER %s@%s IDENTIFIED BY %s{limit}", (user, host, password))
     cursor.execute(f"GRANT {grant} TO %s@%s", (user, host))
 
 
@@ -167,7 +184,7 @@ def _ensure_accounts(cursor: pymysql.cursors.Cursor, topo: Topology, hop: str, s
     secret = credentials(state_dir)
     wanted = allowed_sources(topo, hop)
     cursor.execute("SET SESSION sql_log_bin = 0")  # accounts are per instance: see the module docstring
-    for user, grant in ((STORE_USER, f"SELECT, INSERT ON {DATABASE}.*"), (REPL_USER, "REPLICATION SLAVE ON *.*")):
+    for user, grant in GRANTS.items():
         cursor.execute("SELECT Host FROM mysql.user WHERE User = %s", (user,))
         for (stale,) in cursor.fetchall():
             if stale not in wanted:  # the topology changed: the old address may no longer log in
