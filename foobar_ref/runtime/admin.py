@@ -50,23 +50,28 @@ async def serve_admin(where: Path | socket.socket, metrics: Metrics, routes: Rou
 
 
 async def _answer(stream: trio.SocketStream, metrics: Metrics, routes: Routes) -> None:
-    request = b""
-    with trio.move_on_after(READ_TIMEOUT_S):
-        while not head_complete(request):
-            chunk = await stream.receive_some(4096)
-            if not chunk:
-                break
-            request += chunk
-    key = route_key(request)
-    route = routes.get(key)
-    if key == ("GET", "/metrics"):
-        code, body = 200, metrics.exposition()
-    elif route is not None:
-        code, body = await route()
-    else:
-        code, body = not_found(["GET /metrics", *(f"{m} {p}" for m, p in routes)])
+    """One request, one answer.  A client that left before the answer (a scraper that gave up on a hop
+    that was stopped, say) is no error: serve_listeners would end the whole hop on any exception."""
     try:
-        await stream.send_all(admin_response(code, body))
+        request = b""
+        with trio.move_on_after(READ_TIMEOUT_S):
+            while not head_complete(request):
+                chunk = await stream.receive_some(4096)
+                if not chunk:
+                    break
+                request += chunk
+        key = route_key(request)
+        route = routes.get(key)
+        if key == ("GET", "/metrics"):
+            code, body = 200, metrics.exposition()
+        elif route is not None:
+            code, body = await route()
+        else:
+            code, body = not_found(["GET /metrics", *(f"{m} {p}" for m, p in routes)])
+        with trio.move_on_after(READ_TIMEOUT_S):
+            await stream.send_all(admin_response(code, body))
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        pass
     finally:
         await trio.aclose_forcefully(stream)
 
