@@ -1,0 +1,119 @@
+"""Per-hop process figures for every hop on the client's host, found through the supervisor's stack file.
+
+The supervisor (launcher/supervise.py) rewrites `<state>/stack.json` after every
+start with each hop's pid and the process's start time (psutil's create_time).
+A pid is taken as the hop's only while its start time still matches, as
+`supervise.Running.alive` checks, so a recycled pid is never reported as a hop.
+The file is read again only when it changed (size or mtime), and psutil's
+Process objects are kept between scrapes.
+
+  foobar_process_cpu_seconds_total{hop}      counter, user + system, the process only
+  foobar_process_resident_memory_bytes{hop}  gauge
+  foobar_process_open_fds{hop}               gauge
+  foobar_process_threads{hop}                gauge
+  foobar_process_start_time_seconds{hop}     gauge, unix time: a change is a restart
+
+`alive` says, per hop, True (running), False (its process is gone or is another
+one) or None (the stack file does not name it: a hop started by hand).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+
+START_TIME_TOLERANCE_S = 0.01  # as supervise.Running.alive
+MAX_STACK_FILE_BYTES = 1024 * 1024
+
+
+@dataclass
+class ProcessReport:
+    families: list[Metric]
+    alive: dict[str, bool | None] = field(default_factory=dict)
+
+
+class ProcessSource:
+    name = "processes"
+
+    def __init__(self, stack_file: Path, hops: tuple[str, ...]) -> None:
+        self.stack_file = stack_file
+        self.hops = hops
+        self._stack_key: tuple[int, int] | None = None
+        self._entries: dict[str, tuple[int, float]] = {}
+        self._processes: dict[str, tuple[tuple[int, float], psutil.Process]] = {}
+
+    def collect(self) -> ProcessReport:
+        entries = self._read_stack()
+        cpu = CounterMetricFamily("foobar_process_cpu_seconds", "CPU time of the hop's process (user + system)",
+                                  labels=["hop"])  # fmt: skip
+        rss = GaugeMetricFamily("foobar_process_resident_memory_bytes", "Resident memory of the hop's process",
+                                labels=["hop"])  # fmt: skip
+        fds = GaugeMetricFamily("foobar_process_open_fds", "Open file descriptors of the hop's process", labels=["hop"])
+        threads = GaugeMetricFamily("foobar_process_threads", "Threads of the hop's process", labels=["hop"])
+        started = GaugeMetricFamily("foobar_process_start_time_seconds", "When the hop's process started, unix time",
+                                    labels=["hop"])  # fmt: skip
+        figure_families: tuple[CounterMetricFamily | GaugeMetricFamily, ...] = (cpu, rss, fds, threads, started)
+        report = ProcessReport(list(figure_families))
+        for hop in self.hops:
+            entry = entries.get(hop)
+            if entry is None:
+                report.alive[hop] = None
+                continue
+            figures = self._figures(hop, entry)
+            report.alive[hop] = figures is not None
+            if figures is not None:
+                for family, value in zip(figure_families, figures, strict=True):
+                    family.add_metric([hop], value)
+        return report
+
+    def _figures(self, hop: str, entry: tuple[int, float]) -> tuple[float, ...] | None:
+        """(cpu, rss, fds, threads, start time) of the hop's process, None when it is not running."""
+        known = self._processes.get(hop)
+        try:
+            if known is None or known[0] != entry:
+                known = self._processes[hop] = (entry, psutil.Process(entry[0]))
+            process = known[1]
+            with process.oneshot():
+                if abs(process.create_time() - entry[1]) >= START_TIME_TOLERANCE_S:
+                    return None
+                if process.status() == psutil.STATUS_ZOMBIE:
+                    return None
+                times = process.cpu_times()
+                return (
+                    times.user + times.system,
+                    float(process.memory_info().rss),
+                    float(process.num_fds()),
+                    float(process.num_threads()),
+                    process.create_time(),
+                )
+        except psutil.Error:
+            self._processes.pop(hop, None)
+            return None
+
+    def _read_stack(self) -> dict[str, tuple[int, float]]:
+        """hop -> (pid, start time) from the stack file, read again only when it changed."""
+        try:
+            stat = os.stat(self.stack_file)
+        except OSError:
+            self._stack_key, self._entries = None, {}
+            return self._entries
+        key = (stat.st_mtime_ns, stat.st_size)
+        if key != self._stack_key and stat.st_size <= MAX_STACK_FILE_BYTES:
+            entries = _parse_stack(self.stack_file)
+            if entries is not None:  # else keep what was known, and read it again next time
+                self._stack_key, self._entries = key, entries
+        return self._entries
+
+
+def _parse_stack(path: Path) -> dict[str, tuple[int, float]] | None:
+    try:
+        hops = json.loads(path.read_text())["hops"]
+        return {str(h["name"]): (int(h["pid"]), float(h["started"])) for h in hops}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
