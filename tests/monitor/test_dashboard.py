@@ -9,6 +9,7 @@ hop with a non-zero QPS, and every panel filled.
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import tempfile
@@ -57,7 +58,6 @@ CHROMIUM_FLAGS = (
     "--disable-sync",
     "--no-first-run",
     "--window-size=1400,1000",
-    "--virtual-time-budget=8000",
 )
 
 
@@ -181,10 +181,18 @@ def chromium() -> str:
     return found
 
 
-def browse(url: str, *flags: str) -> subprocess.CompletedProcess[str]:
+def browse(url: str, *flags: str, budget_ms: int = 8000) -> subprocess.CompletedProcess[str]:
+    """Chromium loads `url` and runs its scripts for `budget_ms` of virtual time (timers fast-forwarded)."""
     with tempfile.TemporaryDirectory() as profile:
         return subprocess.run(
-            [chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *flags, url],
+            [
+                chromium(),
+                *CHROMIUM_FLAGS,
+                f"--virtual-time-budget={budget_ms}",
+                f"--user-data-dir={profile}",
+                *flags,
+                url,
+            ],
             capture_output=True,
             text=True,
             timeout=90,
@@ -213,6 +221,23 @@ def test_the_dashboard_shows_every_hop_with_traffic(fed_monitor: Path) -> None:
     assert {row["data-host"] for row in page.having("data-host")} == set(HOSTS)
     assert page.banner_hidden, "a panel failed to refresh"
     assert done.stdout.count("uplot") >= 5  # the five charts were drawn
+
+
+def test_charts_keep_their_points_across_refreshes(fed_monitor: Path) -> None:
+    """Refreshes ask only for the newest steps: the kept points and the new ones join without a gap."""
+    done = browse(f"http://{MONITOR[0]}:{MONITOR[1]}/", "--dump-dom", budget_ms=30_000)
+    assert done.returncode == 0, done.stderr[-2000:]
+    page = Rows()
+    page.feed(done.stdout)
+    refreshed = int(next(row["data-refreshed"] for row in page.having("data-refreshed")))
+    assert refreshed >= 4
+    charts = {row["id"]: json.loads(row["data-points"]) for row in page.having("data-points")}
+    assert set(charts) == {"chart-qps", "chart-p99", "chart-errors", "chart-cpu", "chart-host-cpu"}
+    assert set(HOPS) <= set(charts["chart-qps"])
+    for chart, series in charts.items():
+        for name, (points, gaps) in series.items():
+            assert gaps == 0, (chart, name, points, gaps)
+    assert all(charts["chart-qps"][hop][0] >= refreshed for hop in HOPS), charts["chart-qps"]
 
 
 def test_a_screenshot_renders(fed_monitor: Path) -> None:

@@ -5,7 +5,9 @@
 const REFRESH_MS = 5000;
 const WINDOW = "1m"; // rate() window of the tables and charts
 const CHART_SECONDS = 15 * 60;
-const MAX_POINTS = 300;
+const MAX_POINTS = 180; // steps per chart: 5 s steps over 15 minutes
+const FULL_RELOAD_MS = 5 * 60 * 1000;
+const OVERLAP_STEPS = 2;
 const COLORS = ["#2563eb", "#d97706", "#059669", "#dc2626", "#7c3aed", "#0891b2", "#db2777", "#65a30d",
                 "#9333ea", "#ea580c", "#0d9488", "#4b5563"];
 
@@ -264,24 +266,43 @@ async function targetsPanel() {
 
 // --- charts ----------------------------------------------------------------------------------------
 
-async function drawChart(id, spec, start, end, step) {
-  const data = await api("/api/v1/query_range", { query: spec.query, start, end, step });
-  const series = data.result.filter((r) => r.metric[spec.key] !== undefined)
-    .sort((a, b) => a.metric[spec.key].localeCompare(b.metric[spec.key]));
-  const xs = [];
-  for (let t = start; t <= end + 1e-9; t += step) xs.push(Math.round(t * 1000) / 1000);
-  const index = new Map(xs.map((t, i) => [t.toFixed(3), i]));
-  const columns = series.map((r) => {
-    const ys = new Array(xs.length).fill(null);
+// A chart keeps its points between refreshes and asks only for the steps since the last one (and
+// a few before, which a scrape still in flight may have changed): a refresh costs the monitor a few
+// steps of each query instead of the whole window.  Everything is asked again now and then.
+const points = {}; // chart id -> { step, fullAt, bySeries: Map(name -> Map(t -> value)) }
+
+async function fetchPoints(id, spec, start, end, step) {
+  let kept = points[id];
+  const full = !kept || kept.step !== step || Date.now() - kept.fullAt > FULL_RELOAD_MS;
+  if (full) kept = points[id] = { step, fullAt: Date.now(), bySeries: new Map(), last: start - step };
+  const from = full ? start : Math.max(start, kept.last - OVERLAP_STEPS * step);
+  const data = await api("/api/v1/query_range", { query: spec.query, start: from, end, step });
+  for (const values of kept.bySeries.values()) {
+    for (const t of [...values.keys()]) if (t < start || t >= from) values.delete(t);
+  }
+  for (const r of data.result) {
+    const name = r.metric[spec.key];
+    if (name === undefined) continue;
+    if (!kept.bySeries.has(name)) kept.bySeries.set(name, new Map());
+    const values = kept.bySeries.get(name);
     for (const [t, v] of r.values) {
-      const i = index.get(Number(t).toFixed(3));
       const value = Number(v) * spec.scale;
-      if (i !== undefined && Number.isFinite(value)) ys[i] = value;
+      if (Number.isFinite(value)) values.set(Math.round(Number(t)), value);
     }
-    return ys;
-  });
-  const names = series.map((r) => r.metric[spec.key]);
+  }
+  for (const [name, values] of kept.bySeries) if (!values.size) kept.bySeries.delete(name);
+  kept.last = end;
+  return kept.bySeries;
+}
+
+async function drawChart(id, spec, start, end, step) {
+  const bySeries = await fetchPoints(id, spec, start, end, step);
+  const names = [...bySeries.keys()].sort((a, b) => a.localeCompare(b));
+  const xs = [];
+  for (let t = start; t <= end; t += step) xs.push(t);
+  const columns = names.map((name) => xs.map((t) => (bySeries.get(name).has(t) ? bySeries.get(name).get(t) : null)));
   const box = document.getElementById(id);
+  box.dataset.points = JSON.stringify(Object.fromEntries(names.map((name, i) => [name, pointsAndGaps(columns[i])])));
   const width = Math.max(300, box.clientWidth);
   const existing = charts[id];
   if (existing && existing.names.join() === names.join()) {
@@ -312,13 +333,20 @@ async function drawChart(id, spec, start, end, step) {
   showLatest(charts[id].plot, xs.length);
 }
 
+// [points, gaps]: how many steps have a value, and how many lack one between the first and the last
+function pointsAndGaps(column) {
+  const filled = column.map((v, i) => (v === null ? -1 : i)).filter((i) => i >= 0);
+  if (!filled.length) return [0, 0];
+  return [filled.length, filled[filled.length - 1] - filled[0] + 1 - filled.length];
+}
+
 // the legend shows the latest values until the pointer hovers the chart
 function showLatest(plot, length) {
   if (plot.cursor.left === undefined || plot.cursor.left < 0) plot.setLegend({ idx: length - 1 });
 }
 
 async function chartsPanel() {
-  const step = Math.max(scrapeIntervalS, Math.ceil(CHART_SECONDS / MAX_POINTS));
+  const step = Math.max(Math.ceil(scrapeIntervalS), Math.ceil(CHART_SECONDS / MAX_POINTS));
   const end = Math.floor(Date.now() / 1000 / step) * step;
   const start = end - CHART_SECONDS;
   await Promise.all(Object.entries(CHARTS).map(([id, spec]) => drawChart(id, spec, start, end, step)));
