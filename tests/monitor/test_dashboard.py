@@ -48,6 +48,7 @@ RULE_TEXTS = {
     "1": 'tcp dport 80 ip saddr @lb-01 log prefix "fw accept: " accept comment "the balancer"',
     "2": 'tcp dport 9100 ip saddr @monitor accept comment "monitoring"',
     "3": "ip saddr @client reject",
+    "policy": "policy drop",
 }
 CHROMIUM_FLAGS = (
     "--headless",
@@ -86,7 +87,7 @@ def hop_lines(hop: str, kind: str, qps: float, elapsed: float) -> list[str]:
         ]
     else:
         for handle, rule in RULE_TEXTS.items():
-            share = {"1": 0.95, "2": 0.05, "3": 0.002}[handle]
+            share = {"1": 0.95, "2": 0.05, "3": 0.002, "policy": 0.001}[handle]
             lines.append(f'foobar_firewall_rule_connections_total{{hop="{hop}",handle="{handle}",rule="{_q(rule)}"}} '
                          f"{count * share:.0f}")  # fmt: skip
         lines += [
@@ -217,6 +218,8 @@ def test_the_dashboard_shows_every_hop_with_traffic(fed_monitor: Path) -> None:
     assert {row["data-backend"] for row in page.having("data-backend")} == {"web-01", "web-02"}
     assert {row["data-db"] for row in page.having("data-db")} == {"db-01", "db-02"}
     assert {row["data-firewall"] for row in page.having("data-firewall")} == {"firewall-1", "firewall-2", "firewall-3"}
+    handles = [row["data-handle"] for row in page.having("data-firewall") if row["data-firewall"] == "firewall-1"]
+    assert handles == ["1", "2", "3", "policy"]  # in rule order, the policy last
     assert {row["data-health"] for row in page.having("data-target")} == {"up"}
     assert {row["data-host"] for row in page.having("data-host")} == set(HOSTS)
     assert page.banner_hidden, "a panel failed to refresh"

@@ -216,7 +216,8 @@ async function firewallsPanel() {
   for (const hop of hops) {
     const summary = ["accept", "reject", "drop"].map((a) => `${a} ${fmt.count(perAction.get(`${hop}\u0000${a}`) || 0)}`).join(" · ");
     rows.push(el("tr", {}, el("td", { colspan: 4 }, el("strong", {}, hop), el("span", { class: "labels" }, `  last 5 min: ${summary}`))));
-    const own = recent.filter((r) => r.metric.hop === hop).sort((a, b) => Number(a.metric.handle) - Number(b.metric.handle));
+    const order = (r) => (/^\d+$/.test(r.metric.handle) ? Number(r.metric.handle) : Infinity); // "policy" last
+    const own = recent.filter((r) => r.metric.hop === hop).sort((a, b) => order(a) - order(b) || 0);
     for (const r of own) {
       const word = verdict(r.metric.rule || "");
       const value = Number(r.value[1]);
