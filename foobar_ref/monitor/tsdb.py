@@ -19,8 +19,9 @@ from instant vectors as soon as its latest sample is a marker, and leaves marker
 bisection, so the history shortens evenly).  A series left with no sample is forgotten.
 
 The index is an inverted one (label name -> value -> series), so `select` intersects the postings of
-its equality matchers before testing the rest; results come sorted by labels, as Prometheus's do,
-which keeps the engine's float sums in Prometheus's order.  Label strings are interned once.
+its equality matchers before testing the rest.  It yields series in creation order, the order
+Prometheus's in-memory head block gives its engine, so sums and means add up in Prometheus's order
+and agree with it to the last bit; `series` answers sorted by labels.  Label strings are interned.
 """
 
 from __future__ import annotations
@@ -124,10 +125,11 @@ class Samples(NamedTuple):
 
 
 class _Series:
-    __slots__ = ("labels", "t_ms", "values")
+    __slots__ = ("labels", "ref", "t_ms", "values")
 
-    def __init__(self, labels: Labels) -> None:
+    def __init__(self, labels: Labels, ref: int) -> None:
         self.labels = labels
+        self.ref = ref  # creation order: the order Prometheus's head block hands series to the engine
         self.t_ms: array[int] = array("q")
         self.values: array[float] = array("d")
 
@@ -160,6 +162,7 @@ class Storage:
         self._strings_bytes = 0
         self._series_bytes = 0
         self._samples = 0
+        self._next_ref = 0
 
     # --- writing -----------------------------------------------------------------------------------
 
@@ -210,17 +213,16 @@ class Storage:
         return columns + self._series_bytes + self._strings_bytes
 
     def select(self, matchers: Sequence[Matcher], start_ms: int, end_ms: int) -> Iterator[tuple[Labels, Samples]]:
-        """Series matching every matcher, sorted by labels, with their samples in [start_ms, end_ms]."""
-        for labels in self._matching(matchers):
-            series = self._series[labels]
+        """Series matching every matcher, in creation order, with their samples in [start_ms, end_ms]."""
+        for series in self._matching(matchers):
             low = bisect_left(series.t_ms, start_ms)
             high = bisect_right(series.t_ms, end_ms)
             if low < high:
-                yield labels, Samples(series.t_ms[low:high], series.values[low:high])
+                yield series.labels, Samples(series.t_ms[low:high], series.values[low:high])
 
     def series(self, matchers: Sequence[Matcher]) -> list[Labels]:
         """Label sets of the stored series matching every matcher (stale or not), sorted."""
-        return self._matching(matchers)
+        return sorted(series.labels for series in self._matching(matchers))
 
     def label_names(self) -> list[str]:
         return sorted(self._postings)
@@ -232,7 +234,8 @@ class Storage:
 
     def _create(self, labels: Labels) -> _Series:
         labels = tuple((self._intern(name), self._intern(value)) for name, value in labels)
-        series = self._series[labels] = _Series(labels)
+        series = self._series[labels] = _Series(labels, self._next_ref)
+        self._next_ref += 1
         for name, value in labels:
             self._postings.setdefault(name, {}).setdefault(value, set()).add(labels)
         self._series_bytes += _series_bytes(series)
@@ -280,13 +283,15 @@ class Storage:
                 low = middle + 1
         return low
 
-    def _matching(self, matchers: Sequence[Matcher]) -> list[Labels]:
+    def _matching(self, matchers: Sequence[Matcher]) -> list[_Series]:
         candidates: set[Labels] | None = None
         for matcher in matchers:
             if matcher.op == "=" and matcher.value:
                 members = self._postings.get(matcher.name, {}).get(matcher.value, set())
                 candidates = set(members) if candidates is None else candidates & members
         pool: Iterable[Labels] = self._series if candidates is None else candidates
-        found = [labels for labels in pool if all(m.matches(label_value(labels, m.name)) for m in matchers)]
-        found.sort()
+        found = [
+            self._series[labels] for labels in pool if all(m.matches(label_value(labels, m.name)) for m in matchers)
+        ]
+        found.sort(key=lambda series: series.ref)
         return found

@@ -87,11 +87,12 @@ def test_select_applies_every_matcher(matchers: list[tuple[str, str, str]], expe
     assert set(storage.series(built)) == expected
 
 
-def test_selection_is_sorted_by_labels() -> None:
+def test_selection_keeps_creation_order_and_series_are_sorted() -> None:
     storage = Storage()
     for labels in (UP_B, REQS, UP_A):
         storage.append(labels, 1000, 1.0)
-    assert list(everything(storage)) == sorted([UP_A, UP_B, REQS])
+    assert list(everything(storage)) == [UP_B, REQS, UP_A]  # as Prometheus's head block hands them out
+    assert storage.series([Matcher.make("job", "=~", ".+")]) == sorted([UP_A, UP_B, REQS])
 
 
 def test_label_values_and_names() -> None:

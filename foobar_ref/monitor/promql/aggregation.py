@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from foobar_ref.monitor.promql.errors import PromQLError
 from foobar_ref.monitor.promql.functions import quantile
-from foobar_ref.monitor.promql.values import Sample
+from foobar_ref.monitor.promql.values import Sample, go_value
 from foobar_ref.monitor.tsdb import METRIC_NAME, Labels
 
 
@@ -46,7 +46,7 @@ def aggregate(
     if op in ("topk", "bottomk"):
         assert param is not None
         if param != param or abs(param) >= 2.0**63:
-            raise PromQLError("execution", f"Scalar value {param} overflows int64")
+            raise PromQLError("execution", f"Scalar value {go_value(param)} overflows int64")
         k = int(param)
         if k < 1:
             return []

@@ -11,11 +11,9 @@ whole samples by signature.
 
 from __future__ import annotations
 
-import math
-
 from foobar_ref.monitor.promql.ast import COMPARISON_OPERATORS, VectorMatching
 from foobar_ref.monitor.promql.errors import PromQLError
-from foobar_ref.monitor.promql.functions import go_div, go_mod, go_pow
+from foobar_ref.monitor.promql.functions import go_atan2, go_div, go_mod, go_pow
 from foobar_ref.monitor.promql.values import Sample
 from foobar_ref.monitor.tsdb import METRIC_NAME, Labels
 
@@ -36,7 +34,7 @@ def arithmetic(op: str, lhs: float, rhs: float) -> float:
     if op == "%":
         return go_mod(lhs, rhs)
     if op == "atan2":
-        return math.atan2(lhs, rhs)
+        return go_atan2(lhs, rhs)
     raise AssertionError(op)
 
 
