@@ -6,7 +6,10 @@ the series gives no output at this step (fewer than two samples for a rate, say)
 follows Go's operation order, so results agree with Prometheus to the last bit (promtool's rule
 tests compare floats exactly): `extrapolatedRate` adds counter-reset corrections after `last -
 first`, sums and means use Kahan-Neumaier compensation where Prometheus does, and Go's float
-special cases (x/0, Pow, Mod, Log of 0) give Inf or NaN rather than Python exceptions.
+special cases (x/0, Pow, Mod, Log of 0) give Inf or NaN rather than Python exceptions.  Go's
+`math.Pow`, `Atan2` and `Log` (with `Log2`, `Log10`) are ported step for step, since C's versions
+round differently in the last bit; `exp` stays C's (Go's amd64 Exp itself depends on whether the
+processor has FMA).
 
 Where Prometheus 3 changed a computation (the order of the zero-point and threshold checks in
 `extrapolatedRate`), the 2.42 behaviour is kept: it is the Prometheus this project's promtool and
