@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from foobar_ref.monitor.promql.ast import COMPARISON_OPERATORS, VectorMatching
 from foobar_ref.monitor.promql.errors import PromQLError
-from foobar_ref.monitor.promql.functions import go_atan2, go_div, go_mod, go_pow
+from foobar_ref.monitor.promql.gomath import go_atan2, go_div, go_mod, go_pow
 from foobar_ref.monitor.promql.values import Sample
 from foobar_ref.monitor.tsdb import METRIC_NAME, Labels
 
@@ -148,18 +148,7 @@ def vector_binary(
     one_to_many = matching.card == "one-to-many"
     if one_to_many:
         lhs, rhs = rhs, lhs
-    right: dict[Labels, Sample] = {}
-    for sample in rhs:
-        key = memo.signature(sample.labels, matching)
-        if key in right:
-            side = "left" if one_to_many else "right"
-            raise PromQLError(
-                "execution",
-                f"found duplicate series for the match group {format_labels(key)} on the {side} hand-side of the "
-                f"operation: [{format_labels(sample.labels)}, {format_labels(right[key].labels)}];many-to-many "
-                "matching not allowed: matching labels must be unique on one side",
-            )
-        right[key] = sample
+    right = _one_side(rhs, matching, memo, "left" if one_to_many else "right")
     matched: dict[Labels, set[Labels]] = {}
     out: list[Sample] = []
     for sample in lhs:
@@ -179,6 +168,22 @@ def vector_binary(
         _check_unique(matched, key, labels, matching)
         out.append(Sample(labels, value))
     return out
+
+
+def _one_side(samples: list[Sample], matching: VectorMatching, memo: Memo, side: str) -> dict[Labels, Sample]:
+    """The "one" side of a match by signature; a second sample with the same signature is refused."""
+    found: dict[Labels, Sample] = {}
+    for sample in samples:
+        key = memo.signature(sample.labels, matching)
+        if key in found:
+            raise PromQLError(
+                "execution",
+                f"found duplicate series for the match group {format_labels(key)} on the {side} hand-side of the "
+                f"operation: [{format_labels(sample.labels)}, {format_labels(found[key].labels)}];many-to-many "
+                "matching not allowed: matching labels must be unique on one side",
+            )
+        found[key] = sample
+    return found
 
 
 def _check_unique(matched: dict[Labels, set[Labels]], key: Labels, labels: Labels, matching: VectorMatching) -> None:
