@@ -209,7 +209,7 @@ class Storage:
 
     def memory_bytes(self) -> int:
         """Bytes held: the columns as allocated, plus the series, index and label strings."""
-        columns = sum(sys.getsizeof(s.t_ms) + sys.getsizeof(s.values) for s in self._series.values())
+        columns = sum(sys.getsizeof(s.t_ms) + sys.getsizeof(s.values) for s in list(self._series.values()))
         return columns + self._series_bytes + self._strings_bytes
 
     def select(self, matchers: Sequence[Matcher], start_ms: int, end_ms: int) -> Iterator[tuple[Labels, Samples]]:
@@ -289,9 +289,12 @@ class Storage:
             if matcher.op == "=" and matcher.value:
                 members = self._postings.get(matcher.name, {}).get(matcher.value, set())
                 candidates = set(members) if candidates is None else candidates & members
-        pool: Iterable[Labels] = self._series if candidates is None else candidates
+        pool: Iterable[Labels] = list(self._series) if candidates is None else candidates  # a snapshot
         found = [
-            self._series[labels] for labels in pool if all(m.matches(label_value(labels, m.name)) for m in matchers)
+            series
+            for labels in pool
+            if all(m.matches(label_value(labels, m.name)) for m in matchers)
+            and (series := self._series.get(labels)) is not None
         ]
         found.sort(key=lambda series: series.ref)
         return found
