@@ -145,9 +145,9 @@ class RuleManager:
             rule_started = self._now()
             try:
                 if state.rule.kind == "record":
-                    written = self._record(state.rule, t_s)
+                    written = self._record(state.rule, t_s, group.group.limit)
                 else:
-                    written, rule_changes = self._alert(state, t_s)
+                    written, rule_changes = self._alert(state, t_s, group.group.limit)
                     changes.extend(rule_changes)
             except PromQLError as error:
                 state.health, state.last_error = "err", error.message
@@ -170,7 +170,7 @@ class RuleManager:
         assert isinstance(result, Vector)
         return [(sample.labels, sample.value) for sample in result.samples]
 
-    def _record(self, rule: Rule, t_s: float) -> set[Labels]:
+    def _record(self, rule: Rule, t_s: float, limit: int) -> set[Labels]:
         t_ms = round(t_s * 1000)
         output: dict[Labels, float] = {}
         for labels, value in self._query(rule, t_s):
@@ -183,6 +183,8 @@ class RuleManager:
                     "execution", "vector contains metrics with the same labelset after applying rule labels"
                 )
             output[key] = value
+        if 0 < limit < len(output):
+            raise PromQLError("execution", f"exceeded limit of {limit} with {len(output)} series")
         for key, value in output.items():
             self.storage.append(key, t_ms, value)
         return set(output)
@@ -195,7 +197,7 @@ class RuleManager:
 
     # --- alerting rules ----------------------------------------------------------------------------
 
-    def _alert(self, state: _RuleState, t_s: float) -> tuple[set[Labels], list[AlertChange]]:
+    def _alert(self, state: _RuleState, t_s: float, limit: int) -> tuple[set[Labels], list[AlertChange]]:
         rule = state.rule
         fresh = self._alerts_now(rule, t_s)
         for key, alert in fresh.items():
@@ -205,8 +207,7 @@ class RuleManager:
             else:
                 state.active[key] = alert
         changes: list[AlertChange] = []
-        written: set[Labels] = set()
-        t_ms = round(t_s * 1000)
+        samples: dict[Labels, float] = {}
         for key, alert in list(state.active.items()):
             if key not in fresh:
                 keep = self._keeps_firing(rule, alert, t_s)
@@ -225,8 +226,14 @@ class RuleManager:
             if alert.state == "pending" and _ms(t_s - alert.active_at_s) >= _ms(rule.for_s):
                 alert.state, alert.fired_at_s = "firing", t_s
                 changes.append(self._change("firing", rule, alert, None))
-            written |= self._write_alert_series(rule, alert, t_ms)
-        return written, changes
+            samples.update(_alert_samples(rule, alert))
+        if 0 < limit < len(samples) // 2:  # two series (ALERTS, ALERTS_FOR_STATE) per pending or firing alert
+            state.active.clear()
+            raise PromQLError("execution", f"exceeded limit of {limit} with {len(samples) // 2} alerts")
+        t_ms = round(t_s * 1000)
+        for labels, value in samples.items():
+            self.storage.append(labels, t_ms, value)
+        return set(samples), changes
 
     @staticmethod
     def _keeps_firing(rule: Rule, alert: Alert, t_s: float) -> bool:
@@ -259,16 +266,6 @@ class RuleManager:
             return expand(rule.templates[key], data)
         except TemplateError as error:
             return f"<error expanding template: {error}>"
-
-    def _write_alert_series(self, rule: Rule, alert: Alert, t_ms: int) -> set[Labels]:
-        base = dict(rule.labels)
-        base.update(alert.labels)
-        base["alertname"] = rule.name
-        alerts = labels_from({**base, METRIC_NAME: "ALERTS", "alertstate": alert.state})
-        for_state = labels_from({**base, METRIC_NAME: "ALERTS_FOR_STATE"})
-        self.storage.append(alerts, t_ms, 1.0)
-        self.storage.append(for_state, t_ms, float(math.floor(alert.active_at_s)))
-        return {alerts, for_state}
 
     @staticmethod
     def _change(status: str, rule: Rule, alert: Alert, ends_at_s: float | None) -> AlertChange:
@@ -316,6 +313,16 @@ class RuleManager:
             if state.rule.kind == "alert" and state.rule.name == name
             for alert in _current(state)
         ]
+
+
+def _alert_samples(rule: Rule, alert: Alert) -> dict[Labels, float]:
+    """ALERTS (1) and ALERTS_FOR_STATE (activeAt, in whole seconds) of one pending or firing alert."""
+    base = dict(rule.labels)
+    base.update(alert.labels)
+    base["alertname"] = rule.name
+    alerts = labels_from({**base, METRIC_NAME: "ALERTS", "alertstate": alert.state})
+    for_state = labels_from({**base, METRIC_NAME: "ALERTS_FOR_STATE"})
+    return {alerts: 1.0, for_state: float(math.floor(alert.active_at_s))}
 
 
 def _ms(seconds: float) -> int:

@@ -253,3 +253,23 @@ def test_templates_expand_as_prometheus_does(text: str, value: float, output: st
 def test_templates_outside_the_subset_are_refused_at_load(text: str) -> None:
     with pytest.raises(TemplateError):
         compile_template(text, "t")
+
+
+def test_a_groups_limit_fails_the_rule_that_exceeds_it() -> None:
+    text = """
+groups:
+  - name: g
+    limit: 1
+    rules:
+      - record: copied
+        expr: hop_up
+      - alert: AnyHop
+        expr: hop_up >= 0
+"""
+    rules, storage = manager(text)
+    feed(storage, 0, 1, store=1)  # two series
+    assert rules.evaluate(0) == []
+    record, alert = rules.groups()[0]["rules"]  # type: ignore[misc]
+    assert (record["health"], record["lastError"]) == ("err", "exceeded limit of 1 with 2 series")
+    assert (alert["health"], alert["lastError"]) == ("err", "exceeded limit of 1 with 2 alerts")
+    assert rules.alerts() == [] and series(storage, "copied", 0) == {} and series(storage, "ALERTS", 0) == {}
