@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import psutil
@@ -13,10 +16,11 @@ import pytest
 from prometheus_client import generate_latest
 
 from foobar_ref.monitor.agent.access_log import AccessLogSource, LogFollower
+from foobar_ref.monitor.agent.hops import collect_pages, request_pages
 from foobar_ref.monitor.agent.mariadb import parse_status
 from foobar_ref.monitor.agent.node import NodeSource
 from foobar_ref.monitor.agent.page import Families
-from foobar_ref.monitor.agent.processes import ProcessSource
+from foobar_ref.monitor.agent.processes import ProcessSource, process_figures
 from foobar_ref.mysql import config, setup
 from foobar_ref.observe.access_log import LineFormat
 from foobar_ref.observe.metrics import parse_exposition
@@ -121,12 +125,66 @@ def test_lines_of_another_format_are_counted_apart(tmp_path: Path) -> None:
     assert samples[("foobar_access_log_unreadable_lines_total", (("hop", "web-01"),))] == 1
 
 
+# --- the hops' admin pages --------------------------------------------------------------------
+
+
+def admin_server(path: Path, answer: bytes | None) -> socket.socket:
+    """A Unix socket that answers `answer` to each connection and closes, or (None) accepts and never answers."""
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen(8)
+    kept: list[socket.socket] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            conn.recv(4096)
+            if answer is None:
+                kept.append(conn)  # hold it open, say nothing
+                continue
+            conn.sendall(answer)
+            conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return server
+
+
+def test_every_hop_is_asked_at_once_and_only_whole_pages_count(tmp_path: Path) -> None:
+    body = b"# HELP x x\n# TYPE x gauge\nx 1.0\n"
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\nConnection: close\r\n\r\n"
+    servers = [
+        admin_server(tmp_path / "good.sock", head % len(body) + body),
+        admin_server(tmp_path / "short.sock", head % (len(body) + 10) + body),  # closed before its length
+        admin_server(tmp_path / "error.sock", b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"),
+        admin_server(tmp_path / "silent-1.sock", None),
+        admin_server(tmp_path / "silent-2.sock", None),
+    ]
+    try:
+        names = ["good", "short", "error", "silent-1", "silent-2", "missing"]
+        started = time.monotonic()
+        pending = request_pages({name: tmp_path / f"{name}.sock" for name in names})
+        assert set(pending) == set(names) - {"missing"}  # nobody listens there: known at once
+        pages = collect_pages(pending, started + 0.5)
+        took = time.monotonic() - started
+        assert pages["good"].text == body.decode()
+        assert [pages[name].text for name in ("short", "error", "silent-1", "silent-2")] == [None] * 4
+        assert 0.5 <= took < 0.95  # two silent hops cost the one deadline, not one each
+    finally:
+        for server in servers:
+            server.close()
+
+
 # --- processes by stack file ------------------------------------------------------------------
 
 
 @pytest.fixture
 def sleeper() -> object:
-    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    code = "import sys, time; print('ready', flush=True); time.sleep(60)"
+    process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
+    assert process.stdout is not None and process.stdout.readline() == b"ready\n"  # started: its memory settled
     yield process
     process.kill()
     process.wait()
@@ -161,6 +219,20 @@ def test_a_process_that_exits_is_no_longer_alive(tmp_path: Path, sleeper: subpro
     sleeper.kill()
     sleeper.wait()
     assert source.collect().alive == {"web-01": False}
+
+
+def test_the_figures_are_psutils(sleeper: subprocess.Popen[bytes]) -> None:
+    process = psutil.Process(sleeper.pid)
+    with process.oneshot():
+        times, rss = process.cpu_times(), process.memory_info().rss
+        expected = (times.user + times.system, rss, process.num_fds(), process.num_threads(), process.create_time())
+    figures = process_figures(sleeper.pid, process.create_time(), psutil.boot_time())
+    assert figures is not None
+    cpu, rss, fds, threads, started = figures
+    assert (cpu, fds, threads, started) == pytest.approx(expected[:1] + expected[2:], abs=0.02)  # ticks move on
+    # resident memory from /proc/<pid>/stat, as the Prometheus clients' process_resident_memory_bytes; psutil
+    # reads /proc/<pid>/statm, whose per-CPU counters the kernel folds in at other moments: a few pages apart
+    assert rss == pytest.approx(expected[1], rel=0.02)
 
 
 def test_no_stack_file_means_unknown_not_down(tmp_path: Path) -> None:

@@ -244,7 +244,13 @@ def test_a_stopped_hop_is_down_and_the_page_still_comes(stack: Stack) -> None:
 
 def test_a_killed_hop_is_down(stack: Stack) -> None:
     os.kill(stack.pid("store-01"), signal.SIGKILL)
-    parsed = wait_for(stack, lambda p: value(p, "foobar_hop_up", hop="store-01") == 0)
+
+    def gone(page: Samples) -> bool:  # the scrape that saw it die may still hold its last figures
+        return value(page, "foobar_hop_up", hop="store-01") == 0 and not value(
+            page, "foobar_process_threads", hop="store-01"
+        )
+
+    parsed = wait_for(stack, gone)
     assert value(parsed, "foobar_hop_up", hop="store-01") == 0
     assert value(parsed, "foobar_process_cpu_seconds_total", hop="store-01") is None
     assert value(parsed, "foobar_hop_up", hop="web-01") == 1

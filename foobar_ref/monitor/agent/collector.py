@@ -4,14 +4,15 @@ Theory of operation
 -------------------
 `Collector.scrape()` starts, in one trio nursery:
 
-- the local sources (host figures, the hops' processes, the access logs) one
-  after another in one worker thread: they only read files under /proc and the
-  state folder, so one thread hop for all of them is cheaper than one each;
-- each MariaDB instance in a worker thread of its own (it waits on a socket);
-- each hop's admin socket read natively by trio (hops.py).
+- one local worker thread: it asks every hop's admin socket for its page
+  (hops.py), reads the local sources (the hops' processes, the host, the access
+  logs: files under /proc and the state folder) one after another while the
+  hops answer, then collects the pages;
+- each MariaDB instance in a worker thread of its own (it waits on a socket).
 
 Every part has the same budget (`timeout_s`, under the monitoring service's
-scrape timeout).  When it ends, the scrape takes what was read: a local source
+scrape timeout): the pages are read until the scrape's deadline, and the
+threads waited for a little longer.  Then the scrape takes what was read: a local source
 that did not finish, a database that did not answer (`mysql_up 0`) or a hop
 whose page did not come whole (`foobar_hop_up 0`, none of its series) is marked
 down, and the page is served anyway.  trio cannot stop a thread, so a late
@@ -45,9 +46,12 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector as PromCollector
 
-from foobar_ref.monitor.agent.hops import read_admin_page
+from foobar_ref.monitor.agent.hops import HopPage, collect_pages, request_pages
 from foobar_ref.monitor.agent.processes import ProcessReport
 from foobar_ref.runtime.trio_shell import log
+
+LATE_MARGIN_S = 0.2  # how much longer than the deadline a worker thread is waited for
+ADMIN = "admin"
 
 
 class Source(Protocol):
@@ -112,21 +116,19 @@ class Collector:
         self.registry = registry
         self.timeout_s = timeout_s
         self._guards = {name: _Guarded(timeout_s) for name in ["local", *(db.name for db in databases)]}
+        self._sockets = {hop.name: hop.admin_socket for hop in hops if hop.admin_socket is not None}
         self.durations: dict[str, float] = {}
         self.success: dict[str, bool] = {}
         self.errors: dict[str, int] = {}
 
     async def scrape(self) -> Scrape:
+        deadline = time.monotonic() + self.timeout_s  # for the threads; trio keeps a clock of its own
         local: dict[str, tuple[Any, float]] = {}
         databases: dict[str, list[Metric]] = {}
-        pages: dict[str, str | None] = {}
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._read_local, local)
+            nursery.start_soon(self._read_local, local, deadline)
             for database in self.databases:
-                nursery.start_soon(self._read_database, database, databases)
-            for hop in self.hops:
-                if hop.admin_socket is not None:
-                    nursery.start_soon(self._read_hop, hop, pages)
+                nursery.start_soon(self._read_database, database, databases, deadline)
         families: list[Metric] = []
         alive: dict[str, bool | None] = {}
         for source in self.local:
@@ -138,25 +140,27 @@ class Collector:
                 families += result
         for database in self.databases:
             families += databases.get(database.name) or database.missed()
+        pages = self._settle_pages(local.get(ADMIN))
         families.append(self._hop_up(alive, pages))
         families += self._own_families()
-        hop_pages = [(hop, text) for hop, text in pages.items() if text is not None]
-        return Scrape(families, self.registry, hop_pages)
+        return Scrape(families, self.registry, [(hop, text) for hop, text in pages.items() if text is not None])
 
     # --- reading ------------------------------------------------------------------------
 
-    async def _read_local(self, out: dict[str, tuple[Any, float]]) -> None:
+    async def _read_local(self, out: dict[str, tuple[Any, float]], deadline: float) -> None:
         results: dict[str, tuple[Any, float]] = {}
-        with trio.move_on_after(self.timeout_s):
+        with trio.move_on_after(deadline - time.monotonic() + LATE_MARGIN_S):
             try:
-                await trio.to_thread.run_sync(self._guards["local"].run, lambda: self._run_local(results),
-                                              abandon_on_cancel=True)  # fmt: skip
+                await trio.to_thread.run_sync(
+                    self._guards["local"].run, lambda: self._run_local(results, deadline), abandon_on_cancel=True
+                )
             except TimeoutError:
                 pass  # a late worker still holds the lock: every local source is missed this time
         out.update(dict(results))  # a copy: an abandoned worker may still add to `results`
 
-    def _run_local(self, results: dict[str, tuple[Any, float]]) -> None:
-        """In the worker thread: each local source in turn, its result (or exception) and duration noted."""
+    def _run_local(self, results: dict[str, tuple[Any, float]], deadline: float) -> None:
+        """In the worker thread: the hops asked, each local source in turn, then the hops' pages."""
+        pending = request_pages(self._sockets)
         for source in self.local:
             started = time.perf_counter()
             try:
@@ -164,12 +168,13 @@ class Collector:
             except Exception as err:  # a source's bug or an unreadable file: that source is down
                 value = err
             results[source.name] = (value, time.perf_counter() - started)
+        results[ADMIN] = (collect_pages(pending, deadline), 0.0)
 
-    async def _read_database(self, database: DatabaseSource, out: dict[str, list[Metric]]) -> None:
+    async def _read_database(self, database: DatabaseSource, out: dict[str, list[Metric]], deadline: float) -> None:
         started = time.perf_counter()
         families: list[Metric] | None = None
         error: BaseException | None = None
-        with trio.move_on_after(self.timeout_s):
+        with trio.move_on_after(deadline - time.monotonic() + LATE_MARGIN_S):
             try:
                 families = await trio.to_thread.run_sync(
                     self._guards[database.name].run, database.collect, abandon_on_cancel=True
@@ -179,12 +184,6 @@ class Collector:
         if families is not None:
             out[database.name] = families
         self._note(database.name, families is not None, time.perf_counter() - started, error)
-
-    async def _read_hop(self, hop: HopOnHost, out: dict[str, str | None]) -> None:
-        assert hop.admin_socket is not None
-        started = time.perf_counter()
-        out[hop.name] = page = await read_admin_page(hop.admin_socket, self.timeout_s)
-        self._note(f"admin/{hop.name}", page is not None, time.perf_counter() - started, None)
 
     # --- bookkeeping -------------------------------------------------------------------------
 
@@ -197,6 +196,16 @@ class Collector:
         failed = isinstance(value, BaseException)
         self._note(name, not failed, seconds, value if failed else None)
         return None if failed else value
+
+    def _settle_pages(self, result: tuple[Any, float] | None) -> dict[str, str | None]:
+        """Each hop's page (None: not whole in time), its read noted as the source `admin/<hop>`."""
+        read: dict[str, HopPage] = result[0] if result is not None else {}
+        for hop in self._sockets:
+            page = read.get(hop)
+            self._note(
+                f"{ADMIN}/{hop}", page is not None and page.text is not None, page.seconds if page else 0.0, None
+            )
+        return {hop: page.text if (page := read.get(hop)) else None for hop in self._sockets}
 
     def _note(self, source: str, ok: bool, seconds: float, error: BaseException | None) -> None:
         self.durations[source] = seconds

@@ -4,8 +4,16 @@ The supervisor (launcher/supervise.py) rewrites `<state>/stack.json` after every
 start with each hop's pid and the process's start time (psutil's create_time).
 A pid is taken as the hop's only while its start time still matches, as
 `supervise.Running.alive` checks, so a recycled pid is never reported as a hop.
-The file is read again only when it changed (size or mtime), and psutil's
-Process objects are kept between scrapes.
+The file is read again only when it changed (size or mtime).
+
+The figures come from `/proc/<pid>/stat` (one read: state, CPU ticks, threads,
+start, resident pages) and the length of `/proc/<pid>/fd`, as the Prometheus
+client libraries' own process collectors read them (process_cpu_seconds_total,
+process_resident_memory_bytes...); CPU, threads, fds and the start time are
+computed as psutil computes them (a test holds them equal; the start time must
+match the one the supervisor wrote), in about a third of psutil's time: on this
+kind of machine psutil's per-call overhead made this source alone a fifth of
+the client's CPU per scrape.
 
   foobar_process_cpu_seconds_total{hop}      counter, user + system, the process only
   foobar_process_resident_memory_bytes{hop}  gauge
@@ -29,6 +37,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 START_TIME_TOLERANCE_S = 0.01  # as supervise.Running.alive
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
 MAX_STACK_FILE_BYTES = 1024 * 1024
 
 
@@ -46,7 +56,6 @@ class ProcessSource:
         self.hops = hops
         self._stack_key: tuple[int, int] | None = None
         self._entries: dict[str, tuple[int, float]] = {}
-        self._processes: dict[str, tuple[tuple[int, float], psutil.Process]] = {}
 
     def collect(self) -> ProcessReport:
         entries = self._read_stack()
@@ -60,41 +69,18 @@ class ProcessSource:
                                     labels=["hop"])  # fmt: skip
         figure_families: tuple[CounterMetricFamily | GaugeMetricFamily, ...] = (cpu, rss, fds, threads, started)
         report = ProcessReport(list(figure_families))
+        boot_s = psutil.boot_time()
         for hop in self.hops:
             entry = entries.get(hop)
             if entry is None:
                 report.alive[hop] = None
                 continue
-            figures = self._figures(hop, entry)
+            figures = process_figures(entry[0], entry[1], boot_s)
             report.alive[hop] = figures is not None
             if figures is not None:
                 for family, value in zip(figure_families, figures, strict=True):
                     family.add_metric([hop], value)
         return report
-
-    def _figures(self, hop: str, entry: tuple[int, float]) -> tuple[float, ...] | None:
-        """(cpu, rss, fds, threads, start time) of the hop's process, None when it is not running."""
-        known = self._processes.get(hop)
-        try:
-            if known is None or known[0] != entry:
-                known = self._processes[hop] = (entry, psutil.Process(entry[0]))
-            process = known[1]
-            with process.oneshot():
-                if abs(process.create_time() - entry[1]) >= START_TIME_TOLERANCE_S:
-                    return None
-                if process.status() == psutil.STATUS_ZOMBIE:
-                    return None
-                times = process.cpu_times()
-                return (
-                    times.user + times.system,
-                    float(process.memory_info().rss),
-                    float(process.num_fds()),
-                    float(process.num_threads()),
-                    process.create_time(),
-                )
-        except psutil.Error:
-            self._processes.pop(hop, None)
-            return None
 
     def _read_stack(self) -> dict[str, tuple[int, float]]:
         """hop -> (pid, start time) from the stack file, read again only when it changed."""
@@ -109,6 +95,26 @@ class ProcessSource:
             if entries is not None:  # else keep what was known, and read it again next time
                 self._stack_key, self._entries = key, entries
         return self._entries
+
+
+def process_figures(pid: int, started_s: float, boot_s: float) -> tuple[float, ...] | None:
+    """(cpu seconds, resident bytes, open fds, threads, start time) of `pid`, None unless it is still the
+    process that started at `started_s` and not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as file:
+            stat = file.read()
+        fds = len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return None  # gone (or not ours to read)
+    fields = stat[stat.rfind(b")") + 2 :].split()  # the name before it may hold spaces and parentheses
+    try:
+        start_s = int(fields[19]) / CLOCK_TICKS + boot_s
+        if abs(start_s - started_s) >= START_TIME_TOLERANCE_S or fields[0] == b"Z":
+            return None
+        cpu_s = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        return cpu_s, float(int(fields[21]) * PAGE_BYTES), float(fds), float(fields[17]), start_s
+    except (IndexError, ValueError):
+        return None  # not the layout proc(5) describes
 
 
 def _parse_stack(path: Path) -> dict[str, tuple[int, float]] | None:

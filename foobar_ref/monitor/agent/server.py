@@ -17,7 +17,7 @@ import h11
 import trio
 
 from foobar_ref.monitor.agent.collector import Collector
-from foobar_ref.monitor.agent.page import render
+from foobar_ref.monitor.agent.page import TextWriter, render
 from foobar_ref.observe.http_metrics import FirstByte
 from foobar_ref.observe.metrics import Metrics
 from foobar_ref.runtime.trio_http import read_request
@@ -56,6 +56,7 @@ class MetricsServer:
         self.host = host
         self.collector = collector
         self.metrics = metrics
+        self.writer = TextWriter()
 
     async def handle(self, stream: trio.SocketStream) -> None:
         conn = new_connection(h11.SERVER)
@@ -103,7 +104,7 @@ class MetricsServer:
             return 200, _text(), self._index()
         scrape = await self.collector.scrape()
         accept = request.header(b"accept")
-        page = render(scrape, scrape.hop_pages, accept.decode("latin-1") if accept is not None else None)
+        page = render(scrape, scrape.hop_pages, accept.decode("latin-1") if accept is not None else None, self.writer)
         if page.dropped_lines:
             log(self.hop, "lines_dropped", count=page.dropped_lines, reason="not valid exposition text")
         return 200, [("Content-Type", page.content_type)], page.body
