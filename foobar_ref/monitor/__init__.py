@@ -24,7 +24,8 @@ Host, with node_exporter's names, types and labels (on one machine: the machine'
                                         once stored, so queries by {device,fstype,mountpoint} match)
   node_boot_time_seconds  node_time_seconds
 
-Per hop process, read by the client (psutil), for every hop on its host:
+Per hop process, read by the client (/proc/<pid>/stat, as the Prometheus clients' process collectors),
+for every hop on its host (pids from the supervisor's stack.json):
   foobar_process_cpu_seconds_total{hop}  foobar_process_resident_memory_bytes{hop}
   foobar_process_open_fds{hop}  foobar_process_threads{hop}  foobar_process_start_time_seconds{hop}
   foobar_hop_up{hop}                     1 when the hop's process runs and its admin socket answered

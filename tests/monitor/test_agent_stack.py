@@ -165,9 +165,18 @@ def test_openmetrics_when_asked_for(stack: Stack) -> None:
     assert families["node_cpu_seconds"].type == "counter"
 
 
-def test_other_paths_and_methods(stack: Stack) -> None:
+def test_other_paths_methods_and_bad_requests(stack: Stack) -> None:
     assert scrape(stack.at.metrics, stack.at.monitor, path="/").body.startswith(b"mon-web: the monitoring client")
     assert scrape(stack.at.metrics, stack.at.monitor, path="/nope").status == 404
+    for raw, status in (
+        (b"DELETE /metrics HTTP/1.1\r\nHost: x\r\n\r\n", b"405"),
+        (b"POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello", b"413"),
+        (b"\x16\x03\x01 not http at all\r\n\r\n", b"400"),
+    ):
+        with connect_from(stack.at.monitor, stack.at.metrics) as sock:
+            sock.sendall(raw)
+            assert sock.recv(65536).startswith(b"HTTP/1.1 " + status + b" "), raw
+    assert scrape(stack.at.metrics, stack.at.monitor).status == 200  # and it goes on serving
 
 
 # --- MariaDB ---------------------------------------------------------------------------------
