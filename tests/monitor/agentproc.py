@@ -106,11 +106,17 @@ class Page:
         return parse_exposition(self.body.decode())
 
 
-def scrape(address: tuple[str, int], source: str, accept: str | None = None, path: str = "/metrics") -> Page:
+def scrape(
+    address: tuple[str, int], source: str, accept: str | None = None, path: str = "/metrics", timeout_s: float = 0
+) -> Page:
+    """GET `path`; `timeout_s` is sent as Prometheus sends its scrape timeout."""
     conn = http.client.HTTPConnection(*address, timeout=SCRAPE_TIMEOUT_S, source_address=(source, 0))
     started = time.monotonic()
+    headers = {"Accept": accept} if accept else {}
+    if timeout_s:
+        headers["X-Prometheus-Scrape-Timeout-Seconds"] = f"{timeout_s:g}"
     try:
-        conn.request("GET", path, headers={"Accept": accept} if accept else {})
+        conn.request("GET", path, headers=headers)
         answer = conn.getresponse()
         body = answer.read()
         return Page(answer.status, answer.getheader("Content-Type", ""), body, time.monotonic() - started)

@@ -243,6 +243,8 @@ def test_a_stopped_hop_is_down_and_the_page_still_comes(stack: Stack) -> None:
         assert all(value(parsed, "foobar_hop_up", hop=hop) == 1 for hop in HOST_HOPS if hop != "web-01")
         assert value(parsed, "node_load1") is not None and value(parsed, "mysql_up", hop="db-01") == 1
         assert value(parsed, "foobar_http_requests_in_flight", hop="web-01") is None  # no partial page
+        hurried = scrape(stack.at.metrics, stack.at.monitor, timeout_s=0.8)  # a scraper that waits 0.8 s at most
+        assert hurried.seconds < 0.8 and value(hurried.samples, "foobar_hop_up", hop="web-01") == 0
     finally:
         os.kill(pid, signal.SIGCONT)
     assert (

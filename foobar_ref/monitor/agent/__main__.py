@@ -4,7 +4,8 @@ The monitoring client of one host (see the package's docstring): GET /metrics on
 the host's inner address, port `metrics`, accepting connections only from the
 host's public address, where its firewall relays from (a host without a
 firewall: from anyone).  --source-timeout-s is each source's budget in one
-scrape (default 1 s, under the monitoring service's 2 s scrape timeout).
+scrape (default 1 s); a scraper that sends X-Prometheus-Scrape-Timeout-Seconds
+gets a smaller one when it waits less.
 """
 
 from __future__ import annotations

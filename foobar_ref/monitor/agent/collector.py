@@ -10,10 +10,11 @@ Theory of operation
   hops answer, then collects the pages;
 - each MariaDB instance in a worker thread of its own (it waits on a socket).
 
-Every part has the same budget (`timeout_s`, under the monitoring service's
-scrape timeout): the pages are read until the scrape's deadline, and the
-threads waited for a little longer.  Then the scrape takes what was read: a local source
-that did not finish, a database that did not answer (`mysql_up 0`) or a hop
+Every part has the same budget: `timeout_s`, or less when the scraper says it
+will wait less (server.py reads Prometheus' X-Prometheus-Scrape-Timeout-Seconds).
+The pages are read until the scrape's deadline and the threads waited for a
+little longer (`LATE_MARGIN_S`, at most a fifth of the budget).  Then the
+scrape takes what was read: a local source that did not finish, a database that did not answer (`mysql_up 0`) or a hop
 whose page did not come whole (`foobar_hop_up 0`, none of its series) is marked
 down, and the page is served anyway.  trio cannot stop a thread, so a late
 worker is left to finish on its own (the database connection's timeouts bound
@@ -121,14 +122,17 @@ class Collector:
         self.success: dict[str, bool] = {}
         self.errors: dict[str, int] = {}
 
-    async def scrape(self) -> Scrape:
-        deadline = time.monotonic() + self.timeout_s  # for the threads; trio keeps a clock of its own
+    async def scrape(self, budget_s: float | None = None) -> Scrape:
+        """Read every source within `budget_s` (at most `timeout_s`, the default)."""
+        budget_s = min(self.timeout_s, budget_s) if budget_s is not None else self.timeout_s
+        deadline = time.monotonic() + budget_s  # for the threads; trio keeps a clock of its own
+        late_s = min(LATE_MARGIN_S, budget_s / 5)
         local: dict[str, tuple[Any, float]] = {}
         databases: dict[str, list[Metric]] = {}
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._read_local, local, deadline)
+            nursery.start_soon(self._read_local, local, deadline, late_s)
             for database in self.databases:
-                nursery.start_soon(self._read_database, database, databases, deadline)
+                nursery.start_soon(self._read_database, database, databases, deadline, late_s)
         families: list[Metric] = []
         alive: dict[str, bool | None] = {}
         for source in self.local:
@@ -147,9 +151,9 @@ class Collector:
 
     # --- reading ------------------------------------------------------------------------
 
-    async def _read_local(self, out: dict[str, tuple[Any, float]], deadline: float) -> None:
+    async def _read_local(self, out: dict[str, tuple[Any, float]], deadline: float, late_s: float) -> None:
         results: dict[str, tuple[Any, float]] = {}
-        with trio.move_on_after(deadline - time.monotonic() + LATE_MARGIN_S):
+        with trio.move_on_after(deadline - time.monotonic() + late_s):
             try:
                 await trio.to_thread.run_sync(
                     self._guards["local"].run, lambda: self._run_local(results, deadline), abandon_on_cancel=True
@@ -170,11 +174,13 @@ class Collector:
             results[source.name] = (value, time.perf_counter() - started)
         results[ADMIN] = (collect_pages(pending, deadline), 0.0)
 
-    async def _read_database(self, database: DatabaseSource, out: dict[str, list[Metric]], deadline: float) -> None:
+    async def _read_database(
+        self, database: DatabaseSource, out: dict[str, list[Metric]], deadline: float, late_s: float
+    ) -> None:
         started = time.perf_counter()
         families: list[Metric] | None = None
         error: BaseException | None = None
-        with trio.move_on_after(deadline - time.monotonic() + LATE_MARGIN_S):
+        with trio.move_on_after(deadline - time.monotonic() + late_s):
             try:
                 families = await trio.to_thread.run_sync(
                     self._guards[database.name].run, database.collect, abandon_on_cancel=True
@@ -190,7 +196,7 @@ class Collector:
     def _settle(self, name: str, result: tuple[Any, float] | None) -> Any:
         """A local source's result, or None (noted as a failure) when it raised or missed the budget."""
         if result is None:
-            self._note(name, False, self.timeout_s, TimeoutError(f"not read within {self.timeout_s:g} s"))
+            self._note(name, False, 0.0, TimeoutError("not read within the scrape's budget"))
             return None
         value, seconds = result
         failed = isinstance(value, BaseException)

@@ -7,11 +7,19 @@ scrape (collector.py) and renders it (page.py): the text format 0.0.4 unless the
 client asks for OpenMetrics.  `GET /` names the client and links the page;
 anything else is 404, another method on a known path 405.
 
+A scraper that says how long it waits (`X-Prometheus-Scrape-Timeout-Seconds`,
+sent by Prometheus and by the monitoring service) gets its page within that:
+the scrape's budget is the header's value less `SCRAPE_TIMEOUT_OFFSET_S` (for
+the margin, rendering and the network), as blackbox_exporter does, never more
+than --source-timeout-s.
+
 Each request is counted (`foobar_requests_total`, `foobar_request_seconds`,
 from the request's first byte) and logged as one JSON line.
 """
 
 from __future__ import annotations
+
+import math
 
 import h11
 import trio
@@ -30,6 +38,8 @@ SEND_TIMEOUT_S = 10.0
 MAX_REQUESTS_PER_CONNECTION = 1000
 ROUTES = ("/metrics", "/")
 ALLOWED_METHODS = (b"GET", b"HEAD")
+SCRAPE_TIMEOUT_OFFSET_S = 0.3
+MIN_BUDGET_S = 0.05
 
 Answer = tuple[int, list[tuple[str, str]], bytes]
 
@@ -102,7 +112,7 @@ class MetricsServer:
             return 405, [*_text(), ("Allow", "GET, HEAD")], b"405 method not allowed: GET or HEAD\n"
         if path == "/":
             return 200, _text(), self._index()
-        scrape = await self.collector.scrape()
+        scrape = await self.collector.scrape(_budget(request.header(b"x-prometheus-scrape-timeout-seconds")))
         accept = request.header(b"accept")
         page = render(scrape, scrape.hop_pages, accept.decode("latin-1") if accept is not None else None, self.writer)
         if page.dropped_lines:
@@ -128,6 +138,17 @@ class MetricsServer:
         self.metrics.requests.labels(hop=self.hop, outcome=str(status)).inc()
         self.metrics.latency.labels(hop=self.hop).observe(seconds)
         return seconds
+
+
+def _budget(header: bytes | None) -> float | None:
+    """The scrape's budget from the scraper's timeout header; None (the default) when absent or not a number."""
+    try:
+        timeout_s = float(header) if header is not None else math.nan
+    except ValueError:
+        return None
+    if not math.isfinite(timeout_s) or timeout_s <= 0:
+        return None
+    return max(MIN_BUDGET_S, timeout_s - SCRAPE_TIMEOUT_OFFSET_S)
 
 
 def _text() -> list[tuple[str, str]]:
