@@ -450,6 +450,8 @@ class BackendCounts:
         }
         self._retries = {b: retries.labels(hop=hop, backend=b).inc for b in backends}
         self._answered: dict[tuple[str, int], Callable[[], None]] = {}
+        for backend in backends:  # at 0 from the start, for rate()
+            self._answered[(backend, 200)] = self._upstream.labels(hop=hop, backend=backend, status="200").inc
 
     def answered(self, backend: str, status: int) -> None:
         inc = self._answered.get((backend, status))

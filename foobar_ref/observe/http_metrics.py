@@ -29,6 +29,10 @@ The series (catalogue: foobar_ref/monitor/__init__.py):
   (every byte read on HTTP connections, heads included) and
   `foobar_http_response_bytes_total{hop}` (every byte sent): all traffic.
 
+The usual series (GET 200, a 200 health check, and the hop-wide
+`foobar_requests_total{outcome="200"}`) exist at 0 from the start: a counter
+that first appears at 1 hides its first increase from rate() and increase().
+
 The hot path makes no `labels()` look-up: the children are made once and kept
 in dicts keyed by (method, code).  A method outside the standard set counts as
 `other`, and so does a request refused before its head was read, so a hostile
@@ -90,6 +94,9 @@ class HttpMetrics:
         in_flight.labels(hop=hop).set_function(lambda: self._in_flight)
         self._request_children: dict[tuple[bytes, int], Callable[[], None]] = {}
         self._health_children: dict[int, Callable[[], None]] = {}
+        self._request_child(b"GET", 200)
+        self._health_child(200)
+        metrics.requests.labels(hop=hop, outcome="200")
 
     def begin(self) -> None:
         self._in_flight += 1

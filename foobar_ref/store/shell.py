@@ -58,8 +58,8 @@ class _MeteredReader:
 class QueryCounts:
     """foobar_store_queries_total{kind,database,outcome} and the latency per kind; children made once."""
 
-    def __init__(self, metrics: Metrics, hop: str) -> None:
-        self.hop = hop
+    def __init__(self, metrics: Metrics, where: core.Where) -> None:
+        self.hop = hop = where.hop
         self._queries = metrics.counter(
             "foobar_store_queries",
             "Database queries by kind, database and outcome",
@@ -71,15 +71,18 @@ class QueryCounts:
         )  # fmt: skip
         self._observe = {kind: duration.labels(hop=hop, kind=kind).observe for kind in QUERY_KINDS}
         self._counted: dict[tuple[str, str, str], Callable[[], None]] = {}
+        usual = [("write", where.write_to), ("read", where.read_from), ("health", where.write_to)]
+        for kind, database in [*usual, ("health", where.read_from)]:  # at 0 from the start, for rate()
+            self._child(kind, database, "ok")
+
+    def _child(self, kind: str, database: str, outcome: str) -> Callable[[], None]:
+        inc = self._counted[(kind, database, outcome)] = self._queries.labels(
+            hop=self.hop, kind=kind, database=database, outcome=outcome
+        ).inc
+        return inc
 
     def __call__(self, kind: str, database: str, outcome: str, seconds: float) -> None:
-        key = (kind, database, outcome)
-        inc = self._counted.get(key)
-        if inc is None:
-            inc = self._counted[key] = self._queries.labels(
-                hop=self.hop, kind=kind, database=database, outcome=outcome
-            ).inc
-        inc()
+        (self._counted.get((kind, database, outcome)) or self._child(kind, database, outcome))()
         self._observe[kind](seconds)
 
 
@@ -92,7 +95,7 @@ class StoreServer:
         self.metrics = metrics
         self.request_timeout_s = request_timeout_s
         self.http = HttpMetrics(metrics, where.hop)
-        repo.observe(QueryCounts(metrics, where.hop))
+        repo.observe(QueryCounts(metrics, where))
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         conn = new_connection(h11.SERVER)
