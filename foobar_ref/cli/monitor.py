@@ -196,10 +196,13 @@ def prometheus_config(topo: Topology, interval_s: float) -> str:
     target = topo.monitor_url.removeprefix("http://").rstrip("/")
     return f"""# Written by `foobar-ref monitor prometheus-config`: a real Prometheus beside the project's monitor.
 # It federates every series the monitor scraped from the monitoring clients (honor_labels keeps
-# their job, instance, host and hop labels) and evaluates the same alert rules.
+# their job, instance, host and hop labels; federated samples keep their own timestamps) and
+# evaluates the same alert rules.  /federate gives the latest sample of each series, so it is
+# read twice per scrape interval of the monitor: no sample is skipped between two reads.
 global:
-  scrape_interval: {interval_s:g}s
-  evaluation_interval: {interval_s:g}s
+  scrape_interval: {_duration(interval_s / 2)}
+  scrape_timeout: {_duration(interval_s / 2)}
+  evaluation_interval: {_duration(interval_s)}
 
 rule_files:
   - alerts.yml
@@ -214,6 +217,11 @@ scrape_configs:
     static_configs:
       - targets: ["{target}"]
 """
+
+
+def _duration(seconds: float) -> str:
+    """Prometheus's duration syntax takes whole numbers only: 500ms, not 0.5s."""
+    return f"{round(seconds * 1000)}ms"
 
 
 @monitor_app.command("prometheus-config")
