@@ -270,14 +270,19 @@ class FirewallHop:
                     log(self.hop, "capture_failed", conn=conn.id, error=tap.error)
 
     async def sweep_idle(self) -> None:
-        """Close relays that moved no byte for idle_timeout_s (checked a few times per timeout)."""
+        """Close relays that moved no byte for idle_timeout_s (checked a few times per timeout), and under
+        pressure those whose client sent nothing for silent_timeout_s (core.ConnectionTable.silent)."""
         idle_s = self.limits.idle_timeout_s
-        every_s = min(1.0, idle_s / 4)
+        every_s = min(1.0, idle_s / 4, self.limits.silent_timeout_s / 4)
         while True:
             await trio.sleep(every_s)
             now = trio.current_time()
             for relay in list(self.relays.values()):
                 relay.check_idle(now, idle_s)
+            for conn in self.table.silent(time.time()):
+                silent = self.relays.get(conn.id)
+                if silent is not None:
+                    silent.sweep("silent under pressure")
 
     def idle_times(self) -> dict[int, float]:
         now = trio.current_time()
