@@ -3,7 +3,8 @@
 Theory of operation
 -------------------
 `spawn` starts the hop's argv in its own session (a Ctrl-C in the terminal
-and the supervisor's death reach no hop), stdin from /dev/null, stdout and
+and the supervisor's death reach no hop; a signal to the hop reaches what it
+started, such as MariaDB's installer, see `signal_hop`), stdin from /dev/null, stdout and
 stderr appended to `<state>/logs/<hop>.out`: a hop writes only READY and a
 fatal error there (its log lines go to its own rotated log, `--log`), so the
 file stays small; it is rotated once to `.out.1` past `OUT_MAX_BYTES` at a
@@ -75,10 +76,18 @@ class Child:
         return f"READY hop={self.spec.name}" in self.output()
 
     def signal(self, signum: int) -> None:
-        try:
-            os.kill(self.pid, signum)
-        except ProcessLookupError:
-            pass
+        signal_hop(self.pid, signum)
+
+
+def signal_hop(pid: int, signum: int) -> None:
+    """Signal a hop and everything it started (its own process group: MariaDB's set-up tools, its relay)."""
+    try:
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, signum)
+        else:
+            os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
 
 
 def spawn(spec: HopSpec, state: StatePaths) -> Child:

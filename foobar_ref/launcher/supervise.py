@@ -32,7 +32,7 @@ from collections.abc import Callable
 from foobar_ref import certs
 from foobar_ref.launcher.plan import HopSpec, StatePaths, plan
 from foobar_ref.launcher.policy import HopStatus, Phase
-from foobar_ref.launcher.process import LaunchError, check_addresses_free, last_lines
+from foobar_ref.launcher.process import LaunchError, check_addresses_free, last_lines, signal_hop
 from foobar_ref.launcher.stackfile import (
     ALL_HOPS,
     Running,
@@ -186,7 +186,10 @@ def down(state: StatePaths, say: Say = print) -> int:
 
 
 def _stop_supervisor(state: StatePaths, say: Say) -> None:
-    pid = supervisor_pid(state)
+    pid, deadline = supervisor_pid(state), time.monotonic() + 2.0
+    while pid is None and supervisor_alive(state) and time.monotonic() < deadline:
+        time.sleep(POLL_S)  # one that has just started writes its pid at its first tick
+        pid = supervisor_pid(state)
     if pid is None:
         return
     os.kill(pid, signal.SIGTERM)
@@ -203,20 +206,14 @@ def _stop_supervisor(state: StatePaths, say: Say) -> None:
 def _stop(running: list[Running], say: Say) -> None:
     alive = [r for r in running if r.alive()]
     for r in alive:
-        try:
-            os.kill(r.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
+        signal_hop(r.pid, signal.SIGTERM)
     deadline = time.monotonic() + STOP_TIMEOUT_S
     while time.monotonic() < deadline and any(r.alive() for r in alive):
         time.sleep(0.05)
     for r in alive:
         if r.alive():
             say(f"{r.name}: did not stop within {STOP_TIMEOUT_S:g} s, killing")
-            try:
-                os.kill(r.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            signal_hop(r.pid, signal.SIGKILL)
         else:
             say(f"{r.name:<11} stopped")
     deadline = time.monotonic() + STOP_TIMEOUT_S

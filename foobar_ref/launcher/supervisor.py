@@ -49,6 +49,7 @@ from foobar_ref.launcher.probe import Watchdog, in_thread
 from foobar_ref.launcher.process import Child, LaunchError, adopt, spawn
 from foobar_ref.launcher.stackfile import create_time, read_stack, take_requests, write_file
 from foobar_ref.observe.log import log
+from foobar_ref.runtime.admin_socket import admin_socket_path
 from foobar_ref.topology import Topology
 
 TICK_S = 0.1
@@ -285,7 +286,8 @@ class Supervisor:
             if status.phase is not Phase.RUNNING:
                 continue
             spec = self.specs[name]
-            self.watchdog.ask(name, status.pid, spec.is_database)
+            if spec.is_database or admin_socket_path(self.state.root, name).exists():
+                self.watchdog.ask(name, status.pid, spec.is_database)  # a hop without an admin socket is not probed
             try:
                 rss = psutil.Process(status.pid).memory_info().rss
             except psutil.Error:

@@ -209,3 +209,15 @@ def test_mistyped_key_is_refused_naming_file_and_key(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert str(topo) in done.stderr and "adress" in done.stderr and "unknown key" in done.stderr
     assert _processes_using(tmp_path / "state") == []
+
+
+def test_a_hop_that_cannot_start_fails_up_naming_it_and_leaves_nothing_running(tmp_path: Path) -> None:
+    topo = stack_topology(tmp_path, 64)
+    rules = tmp_path / "firewall-3.rules"
+    rules.write_text(rules.read_text() + "tcp dport 99999 accept\n")
+    state = tmp_path / "state"
+    done = cli("up", "--detach", "--topology", str(topo), "--state", str(state), timeout_s=UP_TIMEOUT_S)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "firewall-3: exited with code 2" in done.stderr and "firewall-3.rules:" in done.stderr
+    assert _processes_using(state) == []  # MariaDB's installer, started by db-01's hop, included
+    assert not (state / "stack.json").exists()
