@@ -102,8 +102,10 @@ def write_file(state: StatePaths, data: dict[str, Any]) -> None:
 
 
 @contextlib.contextmanager
-def supervisor_lock(state: StatePaths) -> Iterator[bool]:
-    """Hold the lock for the body; yields False (and holds nothing) when another supervisor has it."""
+def supervisor_lock(state: StatePaths, holder: bool = False) -> Iterator[bool]:
+    """Hold the lock for the body; yields False (and holds nothing) when another supervisor has it.
+
+    `holder`: the supervisor itself, which writes its pid and create time into the lock file."""
     state.run.mkdir(parents=True, exist_ok=True)
     fd = os.open(state.supervisor_lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
@@ -112,6 +114,9 @@ def supervisor_lock(state: StatePaths) -> Iterator[bool]:
         except BlockingIOError:
             yield False
             return
+        if holder:
+            os.ftruncate(fd, 0)
+            os.write(fd, json.dumps({"pid": os.getpid(), "started": create_time(os.getpid())}).encode())
         yield True
     finally:
         os.close(fd)
@@ -125,9 +130,12 @@ def supervisor_alive(state: StatePaths) -> bool:
 
 
 def supervisor_pid(state: StatePaths) -> int | None:
-    """The live supervisor's pid (checked against its create time), if any."""
-    info = read_file(state).get("supervisor") or {}
-    pid, started = int(info.get("pid", 0) or 0), float(info.get("started", 0.0) or 0.0)
+    """The live supervisor's pid (the lock holder's, checked against its create time), if any."""
+    try:
+        info = json.loads(state.supervisor_lock.read_text())
+        pid, started = int(info["pid"]), float(info["started"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
     return pid if supervisor_alive(state) and process_alive(pid, started) else None
 
 

@@ -74,7 +74,7 @@ def run_supervisor(topo: Topology, state: StatePaths, capture: bool, mode: str, 
     logger.configure(state.supervisor_log)
     deadline = time.monotonic() + 2.0
     while True:
-        with supervisor_lock(state) as got:
+        with supervisor_lock(state, holder=True) as got:
             if got:
                 supervisor = Supervisor(topo, state, capture=capture, mode=mode, say=say)
                 supervisor.on_ready = on_ready

@@ -185,6 +185,7 @@ class Supervisor:
     def _start(self, name: str, now: float) -> None:
         spec, status = self.specs[name], self.status[name]
         child = self.children[name] = spawn(spec, self.state)
+        self.watchdog.forget(name)
         policy.started(status, now, child.pid, child.started, self.rules)
         timeout = self.rules.database_ready_timeout_s if spec.is_database else self.rules.ready_timeout_s
         self.deadlines[name] = now + timeout
@@ -231,7 +232,8 @@ class Supervisor:
         self.children.pop(name, None)
         self.setups.pop(name, None)
         self.deadlines.pop(name, None)
-        if self.fresh and self.phase == "starting" and name not in self.ever_ready:
+        first_start = self.fresh and self.phase == "starting" and name not in self.ever_ready
+        if first_start and status.phase is not Phase.STOPPING:
             self.error = f"{name}: {reason}; see {self.state.out(name)}"
             self.phase = "failed"
             log(ME, "start_failed", name=name, reason=reason)
