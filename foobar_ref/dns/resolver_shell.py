@@ -38,7 +38,6 @@ locking.
 from __future__ import annotations
 
 import socket
-import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -50,6 +49,7 @@ from foobar_ref.dns.core import DROPPED, FORMERR, RCODE_NAMES, SERVFAIL, Query, 
 from foobar_ref.dns.iterate import Ask, Event, Got, NoAnswer, Outcome, Walk
 from foobar_ref.dns.resolver import Front
 from foobar_ref.dns.shell import LENGTH_PREFIX_BYTES, _peer, _receive_exactly
+from foobar_ref.observe.log import write_lines
 from foobar_ref.observe.metrics import Metrics
 from foobar_ref.runtime.trio_shell import connect_tcp, log
 
@@ -146,11 +146,7 @@ class ResolverServer:
     def flush_log(self) -> None:
         if not self.log_lines:
             return
-        try:
-            sys.stdout.write("".join(self.log_lines))
-            sys.stdout.flush()
-        except (BrokenPipeError, ValueError):
-            pass
+        write_lines("".join(self.log_lines))  # the hop's bounded log (observe/log.py), never raising
         self.log_lines.clear()
 
     def event(self, event: str, **fields: object) -> None:

@@ -1,5 +1,8 @@
 """python -m foobar_ref.firewall --topology FILE --hop firewall-2 --state DIR [--capture DIR] [--relay MODE] [limits]
 
+Limits (core.py's fair limits): --max-tracked relays in all, --max-per-source for one
+source, --max-held dropped connections, --silent-timeout-s under pressure.
+
 The rule set is read (from the topology's `rules_file`, or its inline `rules`)
 before anything listens: a rule set that cannot be fully read stops the hop
 with exit code 2 and `file:line:column: message` on stderr.
@@ -14,7 +17,7 @@ from pathlib import Path
 from foobar_ref import topology
 from foobar_ref.firewall import rules
 from foobar_ref.firewall.capture import Capture
-from foobar_ref.firewall.core import DROP_HOLD_S, IDLE_TIMEOUT_S, MAX_HELD, MAX_RELAYED, Limits
+from foobar_ref.firewall.core import DROP_HOLD_S, IDLE_TIMEOUT_S, MAX_HELD, MAX_RELAYED, SILENT_TIMEOUT_S, Limits
 from foobar_ref.firewall.metrics_view import FirewallCollector
 from foobar_ref.firewall.ruleset import RuleSet
 from foobar_ref.firewall.shell import FirewallHop
@@ -37,6 +40,19 @@ def _flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--idle-timeout-s", type=seconds, default=IDLE_TIMEOUT_S, help="close a relay idle this long")
     parser.add_argument("--max-tracked", type=_count, default=MAX_RELAYED, help="relayed connections tracked at most")
     parser.add_argument("--max-held", type=_count, default=MAX_HELD, help="dropped connections held at most")
+    parser.add_argument(
+        "--max-per-source",
+        type=_count,
+        default=None,
+        help="relayed connections one source may hold (default: 7/8 of --max-tracked; the rest is kept for "
+        "sources under their fair share)",
+    )
+    parser.add_argument(
+        "--silent-timeout-s",
+        type=seconds,
+        default=SILENT_TIMEOUT_S,
+        help="under pressure (the relay table 7/8 full), close a relay whose client sent nothing this long",
+    )
     parser.add_argument(
         "--relay",
         choices=RELAY_MODES,
@@ -86,6 +102,8 @@ def main() -> None:
         idle_timeout_s=extra.idle_timeout_s,
         max_held=extra.max_held,
         max_relayed=extra.max_tracked,
+        max_per_source=extra.max_per_source or 0,
+        silent_timeout_s=extra.silent_timeout_s,
     )
     metrics = Metrics()
     loader = lambda: reload_rules(topo.path, hop)  # noqa: E731

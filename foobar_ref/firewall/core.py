@@ -10,10 +10,24 @@ whose `command` tells the shell what to do:
 
     action   limit reached?            command   what the client sees
     accept   no                        RELAY     bytes relayed both ways
-    accept   relays >= max_relayed     RESET     connection reset (rule "limit: ...")
+    accept   a relay limit (below)     RESET     connection reset (rule "limit: ...")
     reject   -                         RESET     connection reset at once
     drop     no                        HOLD      silence until it gives up
     drop     holds >= max_held         CLOSE     the connection closed
+
+Fair limits on relays, so one source cannot deny the firewall to the others:
+
+- the table holds at most `max_relayed` relays;
+- one source holds at most `per_source` of them (by default the table less
+  its reserve, 7/8 of it; a rule set says less with `ct count over N`);
+- the last `reserve` slots (1/8 of the table) go only to sources holding
+  less than their fair share (`max_relayed` divided by the sources that hold
+  relays, this one included).  So a source at its cap always leaves room,
+  and when several heavy sources fill the rest, a light one still gets in;
+- under pressure (the table in its reserve), a relay whose client has sent
+  no byte for `silent_timeout_s` is closed (`silent`: the shell's sweeper
+  asks each second), instead of after the idle timeout: a connection that
+  never asked for anything is the cheapest to give back.
 
 A netfilter `drop` never answers the SYN; a proxy has already completed the
 handshake when it sees the connection (the kernel did it from the listen
@@ -26,7 +40,8 @@ from then on the shell relays it without asking the rules again, so replacing
 the rule set (`replace`, on reload) changes what happens to new connections
 only, while tracked ones keep flowing.  The table is bounded (`max_relayed`
 tracked relays, `max_held` held drops) and knows how many connections each
-source has, which `ct count` rules use.
+source has, which `ct count` rules use, and how many relays, which the fair
+limits use.
 
 While the shell relays it reports bytes (`count`) and the upstream 4-tuple;
 `close` ends the connection, adds its bytes to the counter of the rule that
@@ -48,6 +63,8 @@ IDLE_TIMEOUT_S = 300.0
 CONNECT_TIMEOUT_S = 4.0
 MAX_HELD = 256
 MAX_RELAYED = 1024
+RESERVE_DIVISOR = 8  # 1/8 of the relay table is kept for sources under their fair share
+SILENT_TIMEOUT_S = 10.0  # under pressure, a relay whose client sent nothing for this long is closed
 
 Address = tuple[str, int]
 
@@ -77,6 +94,16 @@ class Limits:
     connect_timeout_s: float = CONNECT_TIMEOUT_S
     max_held: int = MAX_HELD
     max_relayed: int = MAX_RELAYED
+    max_per_source: int = 0  # 0: the table less its reserve
+    silent_timeout_s: float = SILENT_TIMEOUT_S
+
+    @property
+    def reserve(self) -> int:
+        return self.max_relayed // RESERVE_DIVISOR
+
+    @property
+    def per_source(self) -> int:
+        return max(1, min(self.max_per_source or self.max_relayed, self.max_relayed - self.reserve))
 
 
 @dataclass
@@ -139,6 +166,7 @@ class ConnectionTable:
     connections: dict[int, Connection] = field(default_factory=dict)
     _active: dict[Command, int] = field(default_factory=lambda: dict.fromkeys(Command, 0))
     _per_source: dict[str, int] = field(default_factory=dict)
+    _relayed_from: dict[str, int] = field(default_factory=dict)
 
     @property
     def held(self) -> int:
@@ -161,8 +189,9 @@ class ConnectionTable:
         decision = self.ruleset.evaluate(packet)
         action, rule = decision.action, decision.label
         command = _COMMANDS[action]
-        if command is Command.RELAY and self.relayed >= self.limits.max_relayed:
-            action, rule, command = "reject", f"limit: {self.limits.max_relayed} relayed connections", Command.RESET
+        refused = self._relay_refused(src[0]) if command is Command.RELAY else None
+        if refused is not None:
+            action, rule, command = "reject", refused, Command.RESET
         elif command is Command.HOLD and self.held >= self.limits.max_held:
             rule, command = f"{rule} (limit: {self.limits.max_held} held, closed)", Command.CLOSE
         conn = Connection(self.next_id, src, dst, action, rule, command, started=now)
@@ -173,7 +202,41 @@ class ConnectionTable:
         self.connections[conn.id] = conn
         self._active[command] += 1
         self._per_source[src[0]] = self._per_source.get(src[0], 0) + 1
+        if command is Command.RELAY:
+            self._relayed_from[src[0]] = self._relayed_from.get(src[0], 0) + 1
         return conn
+
+    def _relay_refused(self, ip: str) -> str | None:
+        """Which relay limit refuses a new relay from `ip` (its text is the rule the logs and metrics show)."""
+        limits, held = self.limits, self._relayed_from.get(ip, 0)
+        if self.relayed >= limits.max_relayed:
+            return f"limit: {limits.max_relayed} relayed connections"
+        if held >= limits.per_source:
+            return f"limit: {limits.per_source} relayed connections per source"
+        if self.under_pressure:
+            share = limits.max_relayed // (len(self._relayed_from) + (0 if held else 1))
+            if held >= share:
+                return f"limit: fair share (the last {limits.reserve} of {limits.max_relayed} relays)"
+        return None
+
+    @property
+    def under_pressure(self) -> bool:
+        """The relay table is in its reserve: only sources under their fair share get in."""
+        return self.relayed >= self.limits.max_relayed - self.limits.reserve
+
+    def relayed_from(self, ip: str) -> int:
+        return self._relayed_from.get(ip, 0)
+
+    def silent(self, now: float) -> list[Connection]:
+        """Under pressure: relays whose client has sent no byte for silent_timeout_s (to be closed first)."""
+        if not self.under_pressure:
+            return []
+        oldest = now - self.limits.silent_timeout_s
+        return [
+            c
+            for c in self.connections.values()
+            if c.command is Command.RELAY and c.bytes_in == 0 and c.started <= oldest
+        ]
 
     def connected(self, conn: Connection, source: Address, target: Address) -> None:
         """The upstream connection is open: record its 4-tuple."""
@@ -189,9 +252,9 @@ class ConnectionTable:
         """Stop tracking; the first reason given is kept."""
         if self.connections.pop(conn.id, None) is not None:
             self._active[conn.command] -= 1
-            left = self._per_source.pop(conn.src[0], 1) - 1
-            if left:
-                self._per_source[conn.src[0]] = left
+            _decrement(self._per_source, conn.src[0])
+            if conn.command is Command.RELAY:
+                _decrement(self._relayed_from, conn.src[0])
             conn.ended = now
             conn.reason = conn.reason or reason
             if conn.counter is not None:
@@ -201,6 +264,12 @@ class ConnectionTable:
 
 
 _COMMANDS = {"accept": Command.RELAY, "reject": Command.RESET, "drop": Command.HOLD}
+
+
+def _decrement(counts: dict[str, int], key: str) -> None:
+    left = counts.pop(key, 1) - 1
+    if left:
+        counts[key] = left
 
 
 def proxy_v1_line(client: Address, local: Address) -> bytes:

@@ -66,6 +66,7 @@ class Relay:
         self.tap: ConnectionCapture | None = None
         self.scope = trio.CancelScope()
         self.aborted = ""
+        self.swept = ""  # why the shell's sweeper ended it (idle, silent under pressure)
         self.idle = False
         self.moved = False
         self.last_moved = trio.current_time()
@@ -84,16 +85,19 @@ class Relay:
             watched.forget(self.server)
         if self.aborted:
             return self.aborted
-        if self.idle:
-            return "idle timeout"
-        return "closed both ways"
+        return self.swept or "closed both ways"
 
     def check_idle(self, now: float, idle_timeout_s: float) -> None:
         if self.moved:
             self.moved, self.last_moved = False, now
         elif now - self.last_moved >= idle_timeout_s and not self.idle:
             self.idle = True
-            self.scope.cancel()
+            self.sweep("idle timeout")
+
+    def sweep(self, reason: str) -> None:
+        """End the relay from outside (the sweeper): both sockets are closed, `run` returns `reason`."""
+        self.swept = self.swept or reason
+        self.scope.cancel()
 
     def idle_for(self, now: float) -> float:
         return 0.0 if self.moved else now - self.last_moved

@@ -22,6 +22,9 @@ Log lines: a `decision` line (kernel LOG style) for each matching `log`
 statement; a `closed` line for every connection that was not relayed or whose
 relay ended abnormally (reset, upstream failure, idle, stopping), and for every
 connection with `--log-connections`; the capture index, when on, has them all.
+Lines of rejected or dropped connections and of abnormal ends are rate-limited
+per rule or reason (observe/log.py: a flood leaves "N more suppressed" lines);
+decisions to relay, which `foobar-ref trace` joins on, are always written.
 
 The relay (relay.py) never asks the rules again: that is connection tracking,
 so a reload (SIGHUP, or POST /reload on the admin socket) swaps the rule set
@@ -51,6 +54,7 @@ from foobar_ref.firewall.relay import Relay, close_socket, send_all
 from foobar_ref.firewall.ruleset import RuleSet
 from foobar_ref.firewall.splice_relay import RelayMaker, relay_factory
 from foobar_ref.firewall.views import conntrack_listing, ruleset_listing
+from foobar_ref.observe.log import log_repeated
 from foobar_ref.observe.metrics import Metrics
 from foobar_ref.runtime.trio_shell import LISTEN_BACKLOG, BindError, log
 from foobar_ref.topology import Topology
@@ -155,7 +159,11 @@ class FirewallHop:
         conn = self.table.open(_address(peer), dst, time.time())
         self._count_decision(conn)
         for prefix in conn.log_prefixes:
-            log(self.hop, "decision", conn=conn.id, line=conn.kernel_line(prefix))
+            if conn.command is Command.RELAY:  # what `foobar-ref trace` joins on: never limited
+                log(self.hop, "decision", conn=conn.id, line=conn.kernel_line(prefix))
+            else:  # rejects and drops: what a flood repeats
+                key = f"decision {conn.action} {conn.rule}"
+                log_repeated(self.hop, "decision", key, conn=conn.id, line=conn.kernel_line(prefix))
         reason = "error"
         try:
             reason = await self._carry_out(sock, conn)
@@ -198,9 +206,16 @@ class FirewallHop:
         self.table.close(conn, time.time(), reason)
         self.closed_bytes[Direction.IN] += conn.bytes_in
         self.closed_bytes[Direction.OUT] += conn.bytes_out
-        if self.log_connections or conn.command is not Command.RELAY or reason != "closed both ways":
-            record = conn.record()
-            log(self.hop, "closed", conn=conn.id, **{k: v for k, v in record.items() if k != "id"})
+        relayed = conn.command is Command.RELAY
+        if relayed and (self.log_connections or reason != "closed both ways"):
+            fields = {k: v for k, v in conn.record().items() if k != "id"}
+            if self.log_connections:
+                log(self.hop, "closed", conn=conn.id, **fields)
+            else:  # a relay that ended abnormally (idle, reset, upstream failed): limited per reason
+                log_repeated(self.hop, "closed", f"closed {reason.split(':')[0]}", conn=conn.id, **fields)
+        elif not relayed:  # rejected or dropped: limited per rule
+            fields = {k: v for k, v in conn.record().items() if k != "id"}
+            log_repeated(self.hop, "closed", f"closed {conn.action} {conn.rule}", conn=conn.id, **fields)
         if self.capture is not None:
             self.capture.closed(conn)
 
@@ -255,14 +270,19 @@ class FirewallHop:
                     log(self.hop, "capture_failed", conn=conn.id, error=tap.error)
 
     async def sweep_idle(self) -> None:
-        """Close relays that moved no byte for idle_timeout_s (checked a few times per timeout)."""
+        """Close relays that moved no byte for idle_timeout_s (checked a few times per timeout), and under
+        pressure those whose client sent nothing for silent_timeout_s (core.ConnectionTable.silent)."""
         idle_s = self.limits.idle_timeout_s
-        every_s = min(1.0, idle_s / 4)
+        every_s = min(1.0, idle_s / 4, self.limits.silent_timeout_s / 4)
         while True:
             await trio.sleep(every_s)
             now = trio.current_time()
             for relay in list(self.relays.values()):
                 relay.check_idle(now, idle_s)
+            for conn in self.table.silent(time.time()):
+                silent = self.relays.get(conn.id)
+                if silent is not None:
+                    silent.sweep("silent under pressure")
 
     def idle_times(self) -> dict[int, float]:
         now = trio.current_time()

@@ -64,6 +64,7 @@ def conntrack_listing(connections: Iterable[Connection], now: float, idle: Mappi
         fields.append(f"action={conn.action} rule={conn.rule}")
         lines.append(" ".join(fields))
     lines.append(
-        f"# {len(lines)} tracked: {relayed} relayed (max {limits.max_relayed}), {held} held (max {limits.max_held})"
+        f"# {len(lines)} tracked: {relayed} relayed (max {limits.max_relayed}, {limits.per_source} per source, "
+        f"the last {limits.reserve} for sources under their fair share), {held} held (max {limits.max_held})"
     )
     return "\n".join(lines) + "\n"

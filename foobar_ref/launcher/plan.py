@@ -12,12 +12,19 @@ before anything sends it traffic:
 5. the monitoring clients, then the monitoring service that scrapes them.
 
 `down` stops them in the reverse order.
+
+Each hop also gets what the supervisor needs to restart it alone:
+`upstreams`, the hops it talks to (and the firewalls in between), which a
+restart waits for; and `limits`, set at spawn: open files (RLIMIT_NOFILE)
+and resident memory, checked by the supervisor (see supervisor.py for why
+RSS rather than RLIMIT_AS).  Hops log to `<state>/logs/<hop>.log` (`--log`,
+rotated by size); their stdout (READY, a fatal error) goes to `<hop>.out`.
 """
 
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from foobar_ref.topology import Topology
@@ -46,6 +53,28 @@ _ORDER = {
 }
 
 
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-hop resource limits: open files (RLIMIT_NOFILE at spawn) and resident memory (checked by the supervisor)."""
+
+    open_files: int
+    memory_bytes: int
+
+
+# A firewall holds two sockets per relay (1024 relays, 256 held drops): 8192 leaves room.  Memory: a fresh
+# hop takes 30-40 MB, MariaDB (32 MB buffer pool) about 150 MB; the caps are for a hop that runs away.
+_LIMITS = {
+    "firewall": Limits(8192, 512 * MiB),
+    "balancer": Limits(8192, 512 * MiB),
+    "mariadb-primary": Limits(4096, 1024 * MiB),
+    "mariadb-replica": Limits(4096, 1024 * MiB),
+}
+_DEFAULT_LIMITS = Limits(4096, 256 * MiB)
+
+
 @dataclass(frozen=True)
 class HopSpec:
     name: str
@@ -53,6 +82,8 @@ class HopSpec:
     argv: tuple[str, ...]
     listen: tuple[str, ...]  # "ip:port" (dns adds "/udp" for its datagram socket)
     binds: tuple[tuple[str, str, int], ...] = field(default=())  # (proto, ip, port) to check before starting
+    upstreams: tuple[str, ...] = ()  # hops it connects to: a (re)start waits while one of them is starting
+    limits: Limits = _DEFAULT_LIMITS
 
     @property
     def is_database(self) -> bool:
@@ -79,17 +110,67 @@ class StatePaths:
         return self.root / "capture" / hop
 
     def log(self, hop: str) -> Path:
+        """The hop's own log (JSON lines, rotated by size: <hop>.log.1, .2, ... are older)."""
         return self.logs / f"{hop}.log"
+
+    def out(self, hop: str) -> Path:
+        """The hop's stdout and stderr: READY, a fatal error (MariaDB's wrapper and relay lines too)."""
+        return self.logs / f"{hop}.out"
+
+    @property
+    def supervisor_log(self) -> Path:
+        return self.logs / "supervisor.log"
+
+    @property
+    def run(self) -> Path:
+        return self.root / "run"
+
+    @property
+    def requests(self) -> Path:
+        """Where `foobar-ref stop|start|restart` leave requests for the supervisor."""
+        return self.run / "requests"
+
+    @property
+    def supervisor_lock(self) -> Path:
+        """Held (flock) by the live supervisor for its whole life: free means none runs."""
+        return self.run / "supervisor.lock"
 
 
 def plan(topo: Topology, state: StatePaths, capture: bool = False, python: str = sys.executable) -> list[HopSpec]:
     specs = [_firewall(topo, state, fw.name, capture, python) for fw in topo.firewalls]
     specs += [_service(topo, state, svc.name, python) for svc in topo.services]
+    specs = [replace(s, upstreams=upstreams(topo, s.name), limits=_LIMITS.get(s.role, _DEFAULT_LIMITS)) for s in specs]
     return sorted(specs, key=lambda s: _ORDER[s.role])
 
 
+def upstreams(topo: Topology, hop: str) -> tuple[str, ...]:
+    """The hops `hop` connects to, and the firewall in front of each one on another host.
+
+    A monitoring client watches the hops of its host; the monitor scrapes the clients.  A firewall and an
+    authoritative server connect to nothing that the supervisor starts.
+    """
+    if hop not in {s.name for s in topo.services}:
+        return ()
+    svc = topo.service(hop)
+    targets = [*svc.backends, svc.store, svc.read_from, svc.write_to, svc.replica_of]
+    if svc.kind == "resolver":
+        targets += [s.name for s in topo.services_of_kind("authoritative")]
+    elif svc.kind == "monitor-client":
+        targets += [s.name for s in topo.host(svc.host).services if s.name != hop]
+    elif svc.kind == "monitor":
+        targets += [s.name for s in topo.services_of_kind("monitor-client")]
+    found: list[str] = []
+    for target in dict.fromkeys(t for t in targets if t):
+        found.append(target)
+        host = topo.service(target).host
+        firewall = topo.firewall_of(host)
+        if firewall is not None and host != svc.host:
+            found.append(firewall.name)
+    return tuple(dict.fromkeys(found))
+
+
 def _base(topo: Topology, state: StatePaths, module: str, hop: str, python: str) -> tuple[str, ...]:
-    return (
+    argv = (
         python,
         "-m",
         f"foobar_ref.{module}",
@@ -100,6 +181,7 @@ def _base(topo: Topology, state: StatePaths, module: str, hop: str, python: str)
         "--state",
         str(state.root),
     )
+    return argv if module == "mysql" else (*argv, "--log", str(state.log(hop)))
 
 
 def _firewall(topo: Topology, state: StatePaths, name: str, capture: bool, python: str) -> HopSpec:

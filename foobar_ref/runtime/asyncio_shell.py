@@ -24,11 +24,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import signal
 import socket
-import sys
-import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +33,8 @@ from typing import Any
 
 import h11
 
+from foobar_ref.observe import log as logger
+from foobar_ref.observe.log import announce, log, say_fatal
 from foobar_ref.observe.metrics import Metrics
 from foobar_ref.runtime.admin_socket import (
     READ_TIMEOUT_S,
@@ -47,24 +46,19 @@ from foobar_ref.runtime.admin_socket import (
     route_key,
 )
 
-__all__ = ["admin_socket_path", "bind_admin_socket", "serve_admin", "run_hop", "Listener", "open_tcp_listener"]
+__all__ = ["admin_socket_path", "bind_admin_socket", "serve_admin", "run_hop", "Listener", "open_tcp_listener", "log"]
 from foobar_ref.wire.http import MAX_BODY_BYTES, HttpError, Message, read_message
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 Task = Callable[[], Coroutine[Any, Any, None]]
 LISTEN_BACKLOG = 1024
 STOP_GRACE_S = 2.0
+LOG_FLUSH_S = 1.0
 _LINGER_ZERO = b"\x01\x00\x00\x00\x00\x00\x00\x00"
 
 
 class BindError(Exception):
     """A listener could not be opened; the message names the address."""
-
-
-def log(hop: str, event: str, **fields: object) -> None:
-    """One JSON line per event on stdout, which the supervisor keeps as the hop's log."""
-    record = {"ts": round(time.time(), 6), "hop": hop, "event": event, **fields}
-    print(json.dumps(record, default=str), flush=True)
 
 
 def open_tcp_listener(ip: str, port: int) -> socket.socket:
@@ -132,6 +126,10 @@ class _Connections:
                 await item.handler(reader, writer)
             except (ConnectionError, asyncio.IncompleteReadError):
                 pass  # the peer went away: nothing to answer
+            except asyncio.CancelledError:
+                # The hop is stopping.  The task ends here, normally: asyncio's stream callback asks a
+                # cancelled task for its exception and would print a CancelledError traceback.
+                pass
             except Exception as err:  # a bug in a handler must not take the hop down
                 log(self.hop, "handler_error", error=repr(err), listen=item.address)
             finally:
@@ -152,7 +150,7 @@ def run_hop(
     try:
         asyncio.run(_main(hop, build, metrics, list(listen_extra), on_stop))
     except BindError as err:
-        print(f"{hop}: {err}", file=sys.stderr, flush=True)
+        say_fatal(hop, str(err))
         log(hop, "bind_failed", error=str(err))
         raise SystemExit(2) from None
 
@@ -166,14 +164,15 @@ async def _main(
 ) -> None:
     listeners, tasks = build()
     loop = asyncio.get_running_loop()
+    loop.set_exception_handler(lambda _loop, context: _loop_error(hop, context))
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, _on_signal, hop, signum, stop)
     connections = _Connections(hop, metrics)
     servers = [await asyncio.start_server(connections.guarded(item), sock=item.sock) for item in listeners]
-    background: list[asyncio.Task[None]] = [asyncio.create_task(task()) for task in tasks]
+    background: list[asyncio.Task[None]] = [asyncio.create_task(task()) for task in [*tasks, _flush_log_summaries]]
     listen = [item.address for item in listeners] + extra
-    print(f"READY hop={hop} listen={','.join(listen)}", flush=True)
+    announce(f"READY hop={hop} listen={','.join(listen)}")
     log(hop, "started", listen=listen)
     await stop.wait()
     for server in servers:
@@ -187,6 +186,22 @@ async def _main(
         with contextlib.suppress(Exception):
             await asyncio.wait_for(on_stop(), STOP_GRACE_S)
     log(hop, "stopped")
+    logger.sink().flush_due(everything=True)
+
+
+async def _flush_log_summaries() -> None:
+    """Write the 'N more suppressed' lines of floods that are over, even when the hop has gone quiet."""
+    while True:
+        await asyncio.sleep(LOG_FLUSH_S)
+        logger.sink().flush_due()
+
+
+def _loop_error(hop: str, context: dict[str, Any]) -> None:
+    """What asyncio would print with a traceback: one log line instead (a library's callback that failed)."""
+    error = context.get("exception")
+    if isinstance(error, asyncio.CancelledError):
+        return  # a task cancelled by the stop: nothing went wrong
+    log(hop, "loop_error", message=str(context.get("message", "")), error=repr(error) if error else None)
 
 
 def _on_signal(hop: str, signum: int, stop: asyncio.Event) -> None:

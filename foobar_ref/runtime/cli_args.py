@@ -1,7 +1,9 @@
-"""The arguments every hop takes: `--topology FILE --hop NAME --state DIR`.
+"""The arguments every hop takes: `--topology FILE --hop NAME --state DIR [--log FILE ...]`.
 
 Settings come in explicitly (no globals, no hidden environment variables), so a
-hop can run alone, under the supervisor, or on another machine.
+hop can run alone, under the supervisor, or on another machine.  `--log FILE`
+sends the hop's JSON log lines to FILE, rotated past `--log-max-bytes` with
+`--log-keep` old files kept (observe/log.py); without it they go to stdout.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from foobar_ref import topology
+from foobar_ref.observe import log as logger
 
 MAX_SETTING_S = 86400.0
 
@@ -27,6 +30,18 @@ def seconds(text: str) -> float:
     return value
 
 
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, found {text!r}")
+    return int(text)
+
+
+def _count(text: str) -> int:
+    if not text.isdigit() or int(text) > 100:
+        raise argparse.ArgumentTypeError(f"expected a count 0-100, found {text!r}")
+    return int(text)
+
+
 @dataclass(frozen=True)
 class HopArgs:
     topology: topology.Topology
@@ -40,9 +55,14 @@ def parse_hop_args(kind: str, argv: list[str] | None = None, extend=None) -> Hop
     parser.add_argument("--topology", type=Path, default=None, help="topology TOML (default: the seed)")
     parser.add_argument("--hop", required=True, help="the hop's name in the topology, e.g. web-01")
     parser.add_argument("--state", type=Path, default=Path(".foobar-ref"), help="state folder")
+    parser.add_argument("--log", type=Path, default=None, help="write the log here, rotated (default: stdout)")
+    parser.add_argument("--log-max-bytes", type=_positive, default=logger.LOG_MAX_BYTES, help="rotate past this size")
+    parser.add_argument("--log-keep", type=_count, default=logger.LOG_KEEP, help="rotated log files kept")
     if extend is not None:
         extend(parser)
     ns = parser.parse_args(argv)
+    if ns.log is not None:
+        logger.configure(ns.log, ns.log_max_bytes, ns.log_keep)
     try:
         topo = topology.load(ns.topology)
     except topology.TopologyError as err:

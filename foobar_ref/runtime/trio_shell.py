@@ -17,38 +17,31 @@ anything else at once.
 from __future__ import annotations
 
 import errno
-import json
 import signal
 import socket as stdsocket
-import sys
-import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 import trio
 
+from foobar_ref.observe import log as logger
+from foobar_ref.observe.log import announce, log, say_fatal
 from foobar_ref.observe.metrics import Metrics
+
+__all__ = ["log", "announce_ready", "run_hop", "Listener", "BindError", "open_tcp_listener", "open_udp_socket"]
 
 Handler = Callable[[trio.SocketStream], Awaitable[None]]
 CONNECT_TIMEOUT_S = 4.0
 LISTEN_BACKLOG = 1024
+LOG_FLUSH_S = 1.0
 
 
 class BindError(Exception):
     """A listener could not be opened; the message names the address."""
 
 
-def log(hop: str, event: str, **fields: object) -> None:
-    """One JSON line per event on stdout, which the supervisor keeps as the hop's log."""
-    record = {"ts": round(time.time(), 6), "hop": hop, "event": event, **fields}
-    try:
-        print(json.dumps(record, default=str), flush=True)
-    except (BrokenPipeError, ValueError):
-        pass  # whoever read our log went away: serving matters more than logging
-
-
 def announce_ready(hop: str, listen: Iterable[str]) -> None:
-    print(f"READY hop={hop} listen={','.join(listen)}", flush=True)
+    announce(f"READY hop={hop} listen={','.join(listen)}")
 
 
 def open_tcp_listener(ip: str, port: int) -> trio.SocketListener:
@@ -141,6 +134,13 @@ async def _accept_loop(hop: str, item: Listener, metrics: Metrics) -> None:
     await trio.serve_listeners(guarded, [item.listener])
 
 
+async def _flush_log_summaries() -> None:
+    """Write the 'N more suppressed' lines of floods that are over, even when the hop has gone quiet."""
+    while True:
+        await trio.sleep(LOG_FLUSH_S)
+        logger.sink().flush_due()
+
+
 async def _stop_on_signal(hop: str, cancel_scope: trio.CancelScope) -> None:
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async for signum in signals:
@@ -161,11 +161,12 @@ def run_hop(
         try:
             listeners, tasks = build()
         except BindError as err:
-            print(f"{hop}: {err}", file=sys.stderr, flush=True)
+            say_fatal(hop, str(err))
             log(hop, "bind_failed", error=str(err))
             raise SystemExit(2) from None
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_stop_on_signal, hop, nursery.cancel_scope)
+            nursery.start_soon(_flush_log_summaries)
             for item in listeners:
                 nursery.start_soon(_accept_loop, hop, item, metrics)
             for task in tasks:
@@ -173,11 +174,12 @@ def run_hop(
             announce_ready(hop, [item.address for item in listeners] + list(listen_extra))
             log(hop, "started", listen=[item.address for item in listeners] + list(listen_extra))
         log(hop, "stopped")
+        logger.sink().flush_due(everything=True)
 
     try:
         trio.run(main)
     except OSError as err:
         if err.errno == errno.EADDRINUSE:
-            print(f"{hop}: {err}", file=sys.stderr)
+            say_fatal(hop, str(err))
             raise SystemExit(2) from None
         raise

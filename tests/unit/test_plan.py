@@ -42,7 +42,11 @@ def test_each_hop_gets_topology_hop_and_state() -> None:
     topo = topology.load()
     specs = {s.name: s for s in plan(topo, StatePaths(Path("/s")), capture=True, python="py")}
     web = specs["web-01"]
-    assert web.argv == ("py", "-m", "foobar_ref.web", "--topology", str(topo.path), "--hop", "web-01", "--state", "/s")
+    assert web.argv == (
+        *("py", "-m", "foobar_ref.web", "--topology", str(topo.path), "--hop", "web-01", "--state", "/s"),
+        *("--log", "/s/logs/web-01.log"),
+    )
+    assert "--log" not in specs["db-01"].argv  # mariadbd writes its own error log; the wrapper's lines go to .out
     assert specs["firewall-2"].argv[-2:] == ("--capture", "/s/capture/firewall-2")
     assert "--cert" in specs["lb-01"].argv and "/s/certs/site.crt" in specs["lb-01"].argv
     assert specs["db-01"].role == "mariadb-primary" and specs["db-02"].role == "mariadb-replica"
@@ -64,3 +68,21 @@ def test_monitoring_hops_run_their_modules_and_firewalls_open_9100() -> None:
         "127.0.4.1:9090",
     )
     assert "127.0.2.1:9100" in specs["firewall-2"].listen  # the only way in to the client
+
+
+def test_a_hop_waits_for_what_it_connects_to_and_the_firewall_in_between() -> None:
+    specs = {s.name: s for s in plan(topology.load(), StatePaths(Path("/s")))}
+    assert specs["lb-01"].upstreams == ("web-01", "firewall-2", "web-02", "firewall-3")
+    assert specs["web-01"].upstreams == ("store-01",)  # same host: no firewall between
+    assert specs["store-02"].upstreams == ("db-02", "db-01", "firewall-2")  # writes cross firewall-2
+    assert specs["db-02"].upstreams == ("db-01", "firewall-2")  # replication too
+    assert specs["dns"].upstreams == ("dns-root", "dns-com", "dns-foobar")
+    assert specs["firewall-1"].upstreams == () and specs["dns-root"].upstreams == ()
+    assert set(specs["monitor"].upstreams) >= {"mon-lb-01", "mon-web-01", "mon-web-02", "firewall-1"}
+
+
+def test_each_hop_has_open_file_and_memory_limits() -> None:
+    specs = {s.name: s for s in plan(topology.load(), StatePaths(Path("/s")))}
+    assert specs["firewall-1"].limits.open_files >= 2 * 1024 + 256  # two sockets per relay, the held drops
+    assert specs["db-01"].limits.memory_bytes > specs["web-01"].limits.memory_bytes
+    assert all(spec.limits.open_files > 0 and spec.limits.memory_bytes > 0 for spec in specs.values())
