@@ -1,4 +1,4 @@
-"""One hop at a time, through the supervisor: `stop HOP`, `start HOP`, `restart HOP`.
+"""One hop at a time, through the supervisor: `stop HOP`, `start HOP`, `restart HOP`, `pause HOP`, `resume HOP`.
 
 A stopped hop stays stopped (the supervisor does not restart it) until
 `start HOP` (or `up`); `restart HOP` stops it and starts it again, and counts
@@ -34,6 +34,8 @@ def _ask(action: str, hop: str, state: StateOpt, wanted: Phase) -> None:
 def _describe(hop: str, status: HopStatus) -> str:
     if status.phase is Phase.RUNNING:
         return f"{hop} running, pid {status.pid} (restarts {status.restarts})"
+    if status.phase is Phase.PAUSED:
+        return f"{hop} paused (SIGSTOP), pid {status.pid}; `foobar-ref resume {hop}` lets it run"
     if status.phase is Phase.STOPPED:
         return f"{hop} stopped; the supervisor leaves it so until `foobar-ref start {hop}`"
     return f"{hop} {status.phase.value}: {status.last_exit or 'no exit recorded'}"
@@ -54,7 +56,17 @@ def restart(hop: HopArg, state: StateOpt = DEFAULT_STATE) -> None:
     _ask("restart", hop, state, Phase.RUNNING)
 
 
+def pause(hop: HopArg, state: StateOpt = DEFAULT_STATE) -> None:
+    """Freeze one hop (SIGSTOP, as `docker pause`): it hangs without exiting, and the watchdog leaves it be."""
+    _ask("pause", hop, state, Phase.PAUSED)
+
+
+def resume(hop: HopArg, state: StateOpt = DEFAULT_STATE) -> None:
+    """Let a paused hop run again (SIGCONT); the watchdog watches it again."""
+    _ask("resume", hop, state, Phase.RUNNING)
+
+
 def register(app: typer.Typer) -> None:
     """Add the one-hop commands to the CLI."""
-    for command in (stop, start, restart):
+    for command in (stop, start, restart, pause, resume):
         app.command()(command)

@@ -45,6 +45,7 @@ class Phase(enum.Enum):
     STOPPING = "stopping"
     STOPPED = "stopped"
     FAILED = "failed"
+    PAUSED = "paused"  # SIGSTOPped on request (`foobar-ref pause HOP`): a hang the watchdog leaves alone
 
 
 ON_THE_WAY = frozenset({Phase.PENDING, Phase.STARTING, Phase.BACKOFF})

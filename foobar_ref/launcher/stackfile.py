@@ -38,7 +38,7 @@ import psutil
 from foobar_ref.launcher.plan import StatePaths
 from foobar_ref.launcher.policy import HopStatus, from_record
 
-ACTIONS = ("stop", "start", "restart")
+ACTIONS = ("stop", "start", "restart", "pause", "resume")
 ALL_HOPS = "*"
 
 

@@ -55,7 +55,7 @@ __all__ = [
 STOP_TIMEOUT_S = 10.0
 UP_TIMEOUT_S = 300.0  # MariaDB's first start initialises its data directory
 SUPERVISOR_STOP_TIMEOUT_S = 30.0  # a foreground supervisor stops every hop before it exits
-ASK_TIMEOUT_S = {"stop": 30.0, "start": 120.0, "restart": 130.0}
+ASK_TIMEOUT_S = {"stop": 30.0, "start": 120.0, "restart": 130.0, "pause": 10.0, "resume": 10.0}
 POLL_S = 0.1
 
 Say = Callable[[str], None]
@@ -207,6 +207,7 @@ def _stop(running: list[Running], say: Say) -> None:
     alive = [r for r in running if r.alive()]
     for r in alive:
         signal_hop(r.pid, signal.SIGTERM)
+        signal_hop(r.pid, signal.SIGCONT)  # a paused hop sees its SIGTERM only once it runs
     deadline = time.monotonic() + STOP_TIMEOUT_S
     while time.monotonic() < deadline and any(r.alive() for r in alive):
         time.sleep(0.05)

@@ -112,7 +112,9 @@ class Supervisor:
                 self.children[recorded.name] = adopt(
                     self.specs[recorded.name], self.state, recorded.pid, recorded.started
                 )
-                status.phase, status.pid, status.started = Phase.RUNNING, recorded.pid, recorded.started
+                paused = old.phase is Phase.PAUSED  # still frozen: adopted as such, left to `resume`
+                status.phase = Phase.PAUSED if paused else Phase.RUNNING
+                status.pid, status.started = recorded.pid, recorded.started
                 status.up_since = old.up_since or time.time()
                 self.ever_ready.add(recorded.name)
                 adopted.append(recorded.name)
@@ -175,7 +177,7 @@ class Supervisor:
                 self._start(name, now)
         elif status.phase is Phase.STARTING and child is not None:
             self._check_starting(name, child, now)
-        elif status.phase in (Phase.RUNNING, Phase.STOPPING) and child is not None:
+        elif status.phase in (Phase.RUNNING, Phase.STOPPING, Phase.PAUSED) and child is not None:
             reason = child.exit_reason()
             if reason is not None:
                 self._exited(name, now, reason)
@@ -320,6 +322,10 @@ class Supervisor:
             if name not in self.status:
                 continue
             status, action = self.status[name], request["action"]
+            if action in ("pause", "resume"):
+                self._pause(name, action == "pause")
+                self.pending[name] = (request["id"], Phase.PAUSED if action == "pause" else Phase.RUNNING)
+                continue
             if action == "stop":
                 status.wanted = "stopped"
                 self._stop_one(name, now)
@@ -330,8 +336,28 @@ class Supervisor:
                 policy.asked_to_start(status, restart=action == "restart")
             self.pending[name] = (request["id"], Phase.STOPPED if action == "stop" else Phase.RUNNING)
 
+    def _pause(self, name: str, pause: bool) -> None:
+        """SIGSTOP (or SIGCONT) a running hop on request: a hang that drills and tests make on purpose,
+        which the watchdog must not cure (it probes RUNNING hops only)."""
+        status, child = self.status[name], self.children.get(name)
+        if child is None:
+            return
+        if pause and status.phase is Phase.RUNNING:
+            child.signal(signal.SIGSTOP)
+            status.phase = Phase.PAUSED
+            log(ME, "hop_paused", name=name, pid=status.pid)
+        elif not pause and status.phase is Phase.PAUSED:
+            child.signal(signal.SIGCONT)
+            status.phase = Phase.RUNNING
+            status.probe_misses = 0
+            self.watchdog.forget(name)
+            log(ME, "hop_resumed", name=name, pid=status.pid)
+
     def _stop_one(self, name: str, now: float) -> None:
         status, child = self.status[name], self.children.get(name)
+        if status.phase is Phase.PAUSED and child is not None:
+            child.signal(signal.SIGCONT)  # a stopped process would never see the SIGTERM
+            status.phase = Phase.RUNNING
         if status.phase in (Phase.RUNNING, Phase.STARTING) and child is not None:
             status.phase = Phase.STOPPING
             self.deadlines[name] = now + self.rules.stop_timeout_s
@@ -350,7 +376,7 @@ class Supervisor:
     def _update_phase(self, now: float) -> None:
         if self.phase != "starting":
             return
-        settled = (Phase.RUNNING, Phase.STOPPED, Phase.FAILED)
+        settled = (Phase.RUNNING, Phase.STOPPED, Phase.FAILED, Phase.PAUSED)
         if all(s.phase in settled for s in self.status.values()):
             self.phase = "running"
             log(ME, "stack_ready", after_s=round(now - self.started_at, 3))
@@ -363,6 +389,7 @@ class Supervisor:
         alive = [n for n in order if n in self.children and self.children[n].exit_reason() is None]
         for name in alive:
             self.children[name].signal(signal.SIGTERM)
+            self.children[name].signal(signal.SIGCONT)  # a paused hop sees its SIGTERM only once it runs
         deadline = time.monotonic() + self.rules.stop_timeout_s
         while time.monotonic() < deadline and any(self.children[n].exit_reason() is None for n in alive):
             time.sleep(0.05)

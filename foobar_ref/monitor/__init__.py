@@ -28,6 +28,7 @@ Per hop process, read by the client (/proc/<pid>/stat, as the Prometheus clients
 for every hop on its host (pids from the supervisor's stack.json):
   foobar_process_cpu_seconds_total{hop}  foobar_process_resident_memory_bytes{hop}
   foobar_process_open_fds{hop}  foobar_process_threads{hop}  foobar_process_start_time_seconds{hop}
+  foobar_hop_restarts_total{hop}         restarts by the supervisor (`restarts` in stack.json)
   foobar_hop_up{hop}                     1 when the hop's process runs and its admin socket answered
                                          a whole page (a hop without one, MariaDB: its process runs)
 

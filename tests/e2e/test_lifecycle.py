@@ -117,6 +117,20 @@ def test_a_hung_hop_is_killed_by_the_watchdog_and_restarted(stack: Stack) -> Non
     assert any(e["event"] == "watchdog_killed" and e["pid"] == before for e in stack.supervisor_log())
 
 
+def test_a_paused_hop_hangs_on_purpose_and_the_watchdog_leaves_it(stack: Stack) -> None:
+    before = stack.pid("web-01")
+    code, output = stack.cli("pause", "web-01")
+    assert code == 0 and "web-01 paused" in output, output
+    assert psutil.Process(before).status() == psutil.STATUS_STOPPED
+    time.sleep(9.0)  # past three missed probes (2 s each, 2 s timeout): a hang the watchdog would cure
+    hop = hops(stack.state)["web-01"]
+    assert (hop["state"], hop["pid"]) == ("paused", before), hop
+    code, output = stack.cli("resume", "web-01")
+    assert code == 0 and "web-01 running" in output, output
+    assert stack.pid("web-01") == before and web_01_answers()
+    assert not any(e["event"] == "watchdog_killed" and e["pid"] == before for e in stack.supervisor_log())
+
+
 def test_a_stopped_hop_stays_stopped_until_started(stack: Stack) -> None:
     code, output = stack.cli("stop", "web-01")
     assert code == 0 and "web-01 stopped" in output, output

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import signal
 import time
 from pathlib import Path
 
@@ -20,7 +18,7 @@ from foobar_ref.client import browser
 from foobar_ref.observe.metrics import parse_exposition
 from foobar_ref.runtime.admin import admin_socket_path, read_metrics
 from tests.e2e.monitorutil import Traffic, api, firing, query, values_by, wait_for
-from tests.e2e.stackutil import refused_or_closed
+from tests.e2e.stackutil import cli, refused_or_closed
 
 pytestmark = pytest.mark.stack
 
@@ -131,8 +129,6 @@ def test_user_requests_are_counted_exactly_by_the_monitor_and_the_access_log(sta
 def test_prometheus_config_passes_promtool(stack: dict, tmp_path: Path) -> None:
     import subprocess
 
-    from tests.e2e.stackutil import cli
-
     done = cli("monitor", "prometheus-config", str(tmp_path), "--state", str(stack["state_dir"]))
     assert done.returncode == 0, done.stderr
     for args in (
@@ -208,8 +204,6 @@ def test_a_real_prometheus_federates_and_agrees(stack: dict, tmp_path: Path) -> 
     import urllib.parse
     import urllib.request
 
-    from tests.e2e.stackutil import cli
-
     prometheus = shutil.which("prometheus")
     assert prometheus, "Debian's prometheus is needed (make test installs it)"
     done = cli("monitor", "prometheus-config", str(tmp_path), "--state", str(stack["state_dir"]))
@@ -252,14 +246,14 @@ def test_a_real_prometheus_federates_and_agrees(stack: dict, tmp_path: Path) -> 
 
 
 def test_a_hung_web_server_fires_an_alert_and_it_resolves(stack: dict) -> None:
-    pid = _hop_pid(stack, "web-01")
     with Traffic(stack, clients=1, pause_s=0.1, max_s=150):
-        os.kill(pid, signal.SIGSTOP)
+        # SIGSTOP through the supervisor (`foobar-ref pause`), whose watchdog would otherwise cure the hang itself
+        assert cli("pause", "web-01", "--state", str(stack["state_dir"])).returncode == 0
         try:
             alert, took = wait_for("an alert for web-01", lambda: firing(stack, "HopDown", hop="web-01"), 30)
             print(f"HopDown for web-01 fired {took:.1f} s after SIGSTOP")
         finally:
-            os.kill(pid, signal.SIGCONT)
+            assert cli("resume", "web-01", "--state", str(stack["state_dir"])).returncode == 0
         _, resolved = wait_for("the web-01 alert resolved", lambda: firing(stack, "HopDown", hop="web-01") is None, 60)
         print(f"resolved {resolved:.1f} s after SIGCONT")
 

@@ -143,10 +143,11 @@ class Stack:
         self.topo = topology.load(self.topology_path)
         self.state = plan.StatePaths(folder / "state")
         self.at = addresses(octet)
-        self.running = supervise.up(self.topo, self.state, say=lambda _: None)
+        supervise.up(self.topo, self.state, capture=False, detach=True, say=lambda _: None)
 
     def pid(self, hop: str) -> int:
-        return next(r.pid for r in self.running if r.name == hop)
+        """The hop's pid now (the supervisor may have restarted it since the start)."""
+        return next(r.pid for r in supervise.read_stack(self.state) if r.name == hop)
 
     def down(self) -> None:
         supervise.down(self.state, say=lambda _: None)

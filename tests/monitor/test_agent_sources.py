@@ -205,10 +205,13 @@ def test_processes_are_found_by_pid_and_start_time(tmp_path: Path, sleeper: subp
     names = {name for name, labels in samples if labels == (("hop", "web-01"),)}
     assert names == {
         "foobar_process_cpu_seconds_total", "foobar_process_resident_memory_bytes", "foobar_process_open_fds",
-        "foobar_process_threads", "foobar_process_start_time_seconds",
+        "foobar_process_threads", "foobar_process_start_time_seconds", "foobar_hop_restarts_total",
     }  # fmt: skip
     assert samples[("foobar_process_start_time_seconds", (("hop", "web-01"),))] == pytest.approx(started)
-    assert not [labels for _, labels in samples if labels != (("hop", "web-01"),)]
+    # a hop the stack file names keeps its restart count even when its process is not the one recorded
+    others = {(name, labels) for name, labels in samples if labels != (("hop", "web-01"),)}
+    assert others == {("foobar_hop_restarts_total", (("hop", "store-01"),))}
+    assert samples[("foobar_hop_restarts_total", (("hop", "web-01"),))] == 0
 
 
 def test_a_process_that_exits_is_no_longer_alive(tmp_path: Path, sleeper: subprocess.Popen[bytes]) -> None:

@@ -19,6 +19,7 @@ import pytest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as openmetrics_families
 from prometheus_client.parser import text_string_to_metric_families
 
+from foobar_ref.launcher import supervise
 from foobar_ref.mysql import setup
 from tests.e2e.stackutil import connect_from, refused_or_closed
 from tests.monitor.agentproc import METRICS_PORT, WEB_PORT, Samples, Stack, scrape, series, value
@@ -231,8 +232,7 @@ def test_the_monitor_account_has_only_what_it_needs(stack: Stack) -> None:
 
 
 def test_a_stopped_hop_is_down_and_the_page_still_comes(stack: Stack) -> None:
-    pid = stack.pid("web-01")
-    os.kill(pid, signal.SIGSTOP)
+    supervise.ask(stack.state, "pause", "web-01")  # SIGSTOP, told to the supervisor so its watchdog leaves it
     try:
         page = scrape(stack.at.metrics, stack.at.monitor)
         assert page.status == 200
@@ -246,15 +246,15 @@ def test_a_stopped_hop_is_down_and_the_page_still_comes(stack: Stack) -> None:
         hurried = scrape(stack.at.metrics, stack.at.monitor, timeout_s=0.8)  # a scraper that waits 0.8 s at most
         assert hurried.seconds < 0.8 and value(hurried.samples, "foobar_hop_up", hop="web-01") == 0
     finally:
-        os.kill(pid, signal.SIGCONT)
+        supervise.ask(stack.state, "resume", "web-01")
     assert (
         value(wait_for(stack, lambda p: value(p, "foobar_hop_up", hop="web-01") == 1), "foobar_hop_up", hop="web-01")
         == 1
     )
 
 
-def test_a_killed_hop_is_down(stack: Stack) -> None:
-    os.kill(stack.pid("store-01"), signal.SIGKILL)
+def test_a_stopped_hop_is_down(stack: Stack) -> None:
+    supervise.ask(stack.state, "stop", "store-01")  # the supervisor would restart a hop merely killed
 
     def gone(page: Samples) -> bool:  # the scrape that saw it die may still hold its last figures
         return value(page, "foobar_hop_up", hop="store-01") == 0 and not value(
@@ -268,7 +268,7 @@ def test_a_killed_hop_is_down(stack: Stack) -> None:
 
 
 def test_a_stopped_database_is_mysql_up_0(stack: Stack) -> None:
-    assert setup.stop(stack.pid("db-02"), timeout_s=20)
+    supervise.ask(stack.state, "stop", "db-02")
     parsed = wait_for(stack, lambda p: value(p, "mysql_up", hop="db-02") == 0)
     assert value(parsed, "mysql_up", hop="db-02") == 0
     assert value(parsed, "foobar_hop_up", hop="db-02") == 0

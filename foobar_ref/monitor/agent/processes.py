@@ -20,6 +20,7 @@ the client's CPU per scrape.
   foobar_process_open_fds{hop}               gauge
   foobar_process_threads{hop}                gauge
   foobar_process_start_time_seconds{hop}     gauge, unix time: a change is a restart
+  foobar_hop_restarts_total{hop}             counter, restarts by the supervisor (its stack file's count)
 
 `alive` says, per hop, True (running), False (its process is gone or is another
 one) or None (the stack file does not name it: a hop started by hand).
@@ -56,6 +57,7 @@ class ProcessSource:
         self.hops = hops
         self._stack_key: tuple[int, int] | None = None
         self._entries: dict[str, tuple[int, float]] = {}
+        self._restarts: dict[str, int] = {}
 
     def collect(self) -> ProcessReport:
         entries = self._read_stack()
@@ -68,7 +70,11 @@ class ProcessSource:
         started = GaugeMetricFamily("foobar_process_start_time_seconds", "When the hop's process started, unix time",
                                     labels=["hop"])  # fmt: skip
         figure_families: tuple[CounterMetricFamily | GaugeMetricFamily, ...] = (cpu, rss, fds, threads, started)
-        report = ProcessReport(list(figure_families))
+        restarts = CounterMetricFamily("foobar_hop_restarts", "Restarts of the hop by the supervisor", labels=["hop"])
+        for hop in self.hops:
+            if hop in self._restarts:
+                restarts.add_metric([hop], self._restarts[hop])
+        report = ProcessReport([*figure_families, restarts])
         boot_s = psutil.boot_time()
         for hop in self.hops:
             entry = entries.get(hop)
@@ -91,9 +97,9 @@ class ProcessSource:
             return self._entries
         key = (stat.st_mtime_ns, stat.st_size)
         if key != self._stack_key and stat.st_size <= MAX_STACK_FILE_BYTES:
-            entries = _parse_stack(self.stack_file)
-            if entries is not None:  # else keep what was known, and read it again next time
-                self._stack_key, self._entries = key, entries
+            parsed = _parse_stack(self.stack_file)
+            if parsed is not None:  # else keep what was known, and read it again next time
+                self._stack_key, (self._entries, self._restarts) = key, parsed
         return self._entries
 
 
@@ -117,9 +123,12 @@ def process_figures(pid: int, started_s: float, boot_s: float) -> tuple[float, .
         return None  # not the layout proc(5) describes
 
 
-def _parse_stack(path: Path) -> dict[str, tuple[int, float]] | None:
+def _parse_stack(path: Path) -> tuple[dict[str, tuple[int, float]], dict[str, int]] | None:
+    """(hop -> (pid, start time), hop -> restarts) from the stack file; None when it cannot be read."""
     try:
         hops = json.loads(path.read_text())["hops"]
-        return {str(h["name"]): (int(h["pid"]), float(h["started"])) for h in hops}
-    except (OSError, ValueError, KeyError, TypeError):
+        entries = {str(h["name"]): (int(h["pid"]), float(h["started"])) for h in hops}
+        restarts = {str(h["name"]): int(h.get("restarts", 0)) for h in hops}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
+    return entries, restarts
