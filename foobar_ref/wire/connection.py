@@ -67,6 +67,7 @@ from foobar_ref.wire.h11_lane import H11Lane
 from foobar_ref.wire.head_checks import (
     MAX_HEAD_BYTES,
     RequestHeadGuard,
+    check_plain_request,
     check_request_head,
     check_response_head,
     check_whole_head,
@@ -366,9 +367,9 @@ class ServerConnection(_Connection):
         parsed = parse_request(buf, end)
         if parsed is None:
             return self._to_lane(H11Lane.for_request(bytes(buf), self._eof))
-        head = parsed[0]
-        check_request_head(head, self.max_body_bytes)
-        self._took_head(end, head, parsed[1], parsed[2])
+        head, length, keep_alive = parsed
+        check_plain_request(head.method, head.target, length, self.max_body_bytes)
+        self._took_head(end, head, length, keep_alive)
         return head
 
     def _check(self, head: Request | Response) -> None:
@@ -454,9 +455,11 @@ class ClientConnection(_Connection):
         parsed = parse_response(buf, end, method)
         if parsed is None:
             return self._to_lane(H11Lane.for_response(method, self._keep_alive, bytes(buf), self._eof))
-        head = parsed[0]
-        check_response_head(head, self.max_body_bytes)
-        self._took_head(end, head, parsed[1], parsed[2])
+        head, length, keep_alive = parsed
+        cap = self.max_body_bytes
+        if cap is not None and length > cap:
+            raise RemoteProtocolError(413, f"declared body of {length} bytes, limit {cap}")
+        self._took_head(end, head, length, keep_alive)
         return head
 
     def _check(self, head: Request | Response) -> None:

@@ -46,13 +46,11 @@ MAX_CONTENT_LENGTH_DIGITS = 20  # h11's CONTENT_LENGTH_MAX_DIGITS
 BLANK_LINE = re.compile(rb"\n\r?\n")  # where h11 ends a head (bare LF included)
 _REQUEST_LINE = re.compile(rb"(" + TOKEN + rb") ([\x21-\x7e]+) HTTP/1\.1\r\n")
 _STATUS_LINE = re.compile(rb"HTTP/1\.1 ([0-9]{3})(?: ((?:[ \t]|[^\x00\s])*))?\r\n")
-_HEADER_BLOCK = re.compile(rb"(?:" + TOKEN + rb":[ \t]*(?:" + FIELD_CONTENT + rb")?[ \t]*\r\n)*")
-_HEADER_FIELD = re.compile(rb"(" + TOKEN + rb"):[ \t]*([^\r\n]*?)[ \t]*\r\n")
+# One header line, preceded by the LF that ends the line before it and followed by that line's CR LF:
+# anchored so at a line start, it matches every line of a block exactly when all are in h11's grammar.
+_FIELD = re.compile(rb"\n(" + TOKEN + rb"):[ \t]*+((?:[^\x00\s]++(?:[ \t]++[^\x00\s]++)*+)?)[ \t]*+\r(?=\n)")
 _LENGTH = re.compile(rb"[0-9]{1,%d}" % MAX_CONTENT_LENGTH_DIGITS)
-
-# Header names that change framing or the connection: each is looked at once, the rest pass through.
-_FRAMING = frozenset({b"host", b"content-length", b"transfer-encoding", b"connection", b"expect", b"upgrade"})
-_NOT_IN_LANE = frozenset({b"transfer-encoding", b"expect", b"upgrade"})
+_NOT_IN_LANE = (b"transfer-encoding", b"expect", b"upgrade")  # h11's: chunking, 100-continue, switching
 _NO_BODY_STATUSES = frozenset({204, 304})
 
 Parsed = tuple[Request, int, bool]  # head, body length, keep-alive
@@ -73,8 +71,8 @@ def parse_request(buf: bytes | bytearray, end: int) -> Parsed | None:
     headers = _headers(buf, line.end(), end)
     if headers is None:
         return None
-    method = line.group(1)
     facts = _framing(headers, request=True)
+    method = line.group(1)
     if facts is None or method == b"CONNECT":
         return None
     return Request(method, line.group(2), headers), facts[0], facts[1]
@@ -86,10 +84,8 @@ def parse_response(buf: bytes | bytearray, end: int, method: bytes) -> ParsedRes
     if line is None:
         return None
     status = int(line.group(1))
-    if status < 200:
-        return None
     headers = _headers(buf, line.end(), end)
-    if headers is None:
+    if status < 200 or headers is None:
         return None
     facts = _framing(headers, request=False)
     if facts is None:
@@ -99,25 +95,43 @@ def parse_response(buf: bytes | bytearray, end: int, method: bytes) -> ParsedRes
         length = 0
     elif length < 0:
         return None  # no Content-Length: the body runs until close, h11's http/1.0 framing
-    reason = line.group(2) or b""
-    return Response(status, headers, reason), length, keep_alive
+    return Response(status, headers, line.group(2) or b""), length, keep_alive
 
 
 def _headers(buf: bytes | bytearray, start: int, end: int) -> list[tuple[bytes, bytes]] | None:
-    """The header lines between the first line and the blank line, names lower-cased."""
-    if buf[end - 4 : end] != b"\r\n\r\n" or _HEADER_BLOCK.fullmatch(buf, start, end - 2) is None:
-        return None  # a bare LF ends the head, or a line outside the lane's grammar
-    return [(name.lower(), value) for name, value in _HEADER_FIELD.findall(buf, start, end - 2)]
+    """The lines between the first line (ending at `start`) and the blank line as (lower-case name, value),
+    or None unless every one is in h11's grammar and ends in CR LF."""
+    if buf[end - 4 : end] != b"\r\n\r\n":
+        return None  # a bare LF ends the head
+    fields = _FIELD.findall(buf, start - 1, end - 2)
+    if len(fields) != buf.count(b"\n", start, end - 2):
+        return None  # some line did not match
+    return [(name.lower(), value) for name, value in fields]
 
 
 def _framing(headers: list[tuple[bytes, bytes]], request: bool) -> tuple[int, bool] | None:
     """(Content-Length or -1, keep-alive) when the framing is plain, else None."""
+    named = dict(headers)
+    if len(named) != len(headers):
+        return _framing_with_repeats(headers, request)
+    if request and b"host" not in named:
+        return None
+    if any(name in named for name in _NOT_IN_LANE):
+        return None
+    length = named.get(b"content-length")
+    if length is not None and _LENGTH.fullmatch(length) is None:
+        return None
+    connection = named.get(b"connection")
+    keep_alive = connection is None or b"close" not in _tokens(connection)
+    return (int(length) if length is not None else (0 if request else -1)), keep_alive
+
+
+def _framing_with_repeats(headers: list[tuple[bytes, bytes]], request: bool) -> tuple[int, bool] | None:
+    """_framing when some name appears more than once (two Accept lines, say)."""
     length = -1
     hosts = 0
     keep_alive = True
     for name, value in headers:
-        if name not in _FRAMING:
-            continue
         if name == b"host":
             hosts += 1
         elif name == b"content-length":
@@ -126,13 +140,11 @@ def _framing(headers: list[tuple[bytes, bytes]], request: bool) -> tuple[int, bo
             length = int(value)
         elif name == b"connection":
             keep_alive = keep_alive and b"close" not in _tokens(value)
-        else:  # in _NOT_IN_LANE
+        elif name in _NOT_IN_LANE:
             return None
-    if request:
-        if hosts != 1:
-            return None
-        length = max(length, 0)
-    return length, keep_alive
+    if request and hosts != 1:
+        return None
+    return (max(length, 0) if request else length), keep_alive
 
 
 def _tokens(value: bytes) -> list[bytes]:

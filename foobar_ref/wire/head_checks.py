@@ -153,6 +153,16 @@ def check_request_head(head: RequestHead, max_body_bytes: int | None) -> None:
         raise HttpError(413, f"HTTP/1.0 {head.method.decode('ascii')} with a body")
 
 
+def check_plain_request(method: bytes, target: bytes, length: int, max_body_bytes: int | None) -> None:
+    """check_request_head for a head the fast lane read (HTTP/1.1, no Transfer-Encoding, `length` declared)."""
+    if method in REFUSED_METHODS:
+        raise HttpError(405, f"{method.decode('ascii')} is not allowed here")
+    if target[:1] != b"/":
+        raise HttpError(400, "request target must be origin-form (/path)")
+    if max_body_bytes is not None and length > max_body_bytes:
+        raise HttpError(413, f"declared body of {length} bytes, limit {max_body_bytes}")
+
+
 def check_response_head(head: Head, max_body_bytes: int | None) -> None:
     """What a client refuses in a parsed response head; raises HttpError."""
     _check_version(head)

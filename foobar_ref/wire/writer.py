@@ -11,8 +11,12 @@ request was read, `Connection: close` added when keep-alive is off), and the
 head is written with Host first.  `BodyWriter` frames the body (Content-Length,
 chunked, or until close) and refuses too much or too little data.
 
-Every case is held byte for byte to h11's own writer by
-`tests/wire/test_writer.py`; errors are `LocalProtocolError` with h11's status
+The common head (bytes fields, none of Host, Content-Length,
+Transfer-Encoding or Connection among the caller's, keep-alive on, an
+HTTP/1.1 peer) takes a short path: the lines are joined first and the whole
+block is checked with one regex and one count, instead of two regexes and a
+normalisation per field.  Every case, short path or not, is held byte for byte
+to h11's own writer by `tests/wire/test_writer.py`; errors are `LocalProtocolError` with h11's status
 hints (501 for an unsupported Transfer-Encoding).  No state beyond one message:
 the connection keeps the cycle.
 """
@@ -32,6 +36,9 @@ _VALUE = re.compile(rb"(?:" + FIELD_CONTENT + rb")?")
 _REASON = re.compile(rb"(?:[ \t]|" + FIELD_VCHAR + rb")*")
 _TARGET = re.compile(rb"[\x21-\x7e]+")
 _DIGITS = re.compile(rb"[0-9]+")
+# A block of plain header lines as we write them ("Name: value" CRLF), and the names that make a block not plain.
+_PLAIN_BLOCK = re.compile(rb"(?:" + TOKEN + rb": (?:" + FIELD_CONTENT + rb")?\r\n)*")
+_STEERING = re.compile(rb"(?i)(?:^|\n)(?:host|content-length|transfer-encoding|connection):")
 _NO_BODY_STATUSES = frozenset({204, 304})
 _FRAMING_NAMES = frozenset({b"content-length", b"transfer-encoding"})
 
@@ -149,6 +156,25 @@ def _set_comma(items: list[Item], name: bytes, values: list[bytes]) -> list[Item
 # --- requests ---------------------------------------------------------------------------------
 
 
+def plain_block(headers: HeaderInput, start: int = 0) -> bytes | None:
+    """The header lines when all are bytes, valid and plain from line `start` on (see above), else None.
+
+    The block check cannot see where a name ends, so names are also checked for a colon
+    (`(b"A: x", b"y")` would read as name A).
+    """
+    if not headers:
+        return b""
+    try:
+        block = b"\r\n".join([name + b": " + value for name, value in headers]) + b"\r\n"  # type: ignore[operator,misc]
+        names = b"".join([name for name, _ in headers])  # type: ignore[misc]
+    except (TypeError, ValueError):
+        return None  # text fields, or not pairs: the long path converts or refuses them
+    if b":" in names or block.count(b"\n") != len(headers) or _PLAIN_BLOCK.fullmatch(block) is None:
+        return None  # a CR or LF inside a field, or a field outside the grammar: the long path says which
+    first = block.find(b"\n") if start else -1
+    return None if _STEERING.search(block, first if start else 0) else block
+
+
 def request_head(
     method: bytes, target: bytes, headers: HeaderInput, body_length: int | None = None
 ) -> tuple[bytes, BodyWriter, bool]:
@@ -156,6 +182,13 @@ def request_head(
 
     `body_length` adds a Content-Length when the headers frame no body themselves.
     """
+    if headers and _is_host(headers[0][0]) and _NAME.fullmatch(method) and _TARGET.fullmatch(target):
+        block = plain_block(headers, start=1)
+        if block is not None:
+            if body_length is not None:
+                block += b"Content-Length: %d\r\n" % body_length
+            body = BodyWriter(Framing.LENGTH, body_length or 0)
+            return b"%s %s HTTP/1.1\r\n%s\r\n" % (method, target, block), body, True
     items = _sized(normalise(headers), body_length)
     hosts = sum(1 for item in items if item[1] == b"host")
     if hosts != 1:
@@ -195,6 +228,10 @@ def response_head(
         raise LocalProtocolError(500, f"a final response status is 200-999, not {status!r}")
     if _REASON.fullmatch(reason) is None:
         raise LocalProtocolError(500, f"illegal reason phrase {reason!r}")
+    if keep_alive and their_version == b"1.1" and method is not None:
+        block = plain_block(headers)
+        if block is not None:
+            return _plain_response(b"HTTP/1.1 %d %s\r\n" % (status, reason) + block, status, method, body_length)
     items = normalise(headers)
     if status not in _NO_BODY_STATUSES:
         items = _sized(items, body_length)
@@ -215,6 +252,21 @@ def response_head(
     framing, length = _response_framing(method, status, items)
     head = b"HTTP/1.1 %d %s\r\n" % (status, reason) + write_headers(items)
     return head, BodyWriter(framing, length), keep_alive and b"close" not in connection
+
+
+def _plain_response(head: bytes, status: int, method: bytes, body_length: int | None) -> tuple[bytes, BodyWriter, bool]:
+    """What the long path gives for plain headers to an HTTP/1.1 request with keep-alive."""
+    if status in _NO_BODY_STATUSES or (method == b"CONNECT" and status < 300):
+        return head + b"\r\n", BodyWriter(Framing.LENGTH, 0), True
+    if body_length is None:  # streamed: chunked (a HEAD answer says so too, and sends nothing)
+        writer = BodyWriter(Framing.LENGTH, 0) if method == b"HEAD" else BodyWriter(Framing.CHUNKED)
+        return head + b"Transfer-Encoding: chunked\r\n\r\n", writer, True
+    writer = BodyWriter(Framing.LENGTH, 0 if method == b"HEAD" else body_length)
+    return head + b"Content-Length: %d\r\n\r\n" % body_length, writer, True
+
+
+def _is_host(name: bytes | str) -> bool:
+    return isinstance(name, bytes) and len(name) == 4 and name.lower() == b"host"
 
 
 def _sized(items: list[Item], body_length: int | None) -> list[Item]:
