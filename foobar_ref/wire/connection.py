@@ -144,6 +144,15 @@ class _Connection:
         return self._our is DONE and self._their is DONE and self._keep_alive and not self._eof
 
     @property
+    def unread_body_bytes(self) -> int | None:
+        """Body bytes of their message not given out yet (0 once it ended), None when unknown (chunked)."""
+        if self._their is not BODY:
+            return 0
+        if self._lane is None:
+            return self._remaining
+        return None if self.body_length is None else self.body_length - self._received
+
+    @property
     def buffered_bytes(self) -> int:
         """Received bytes not turned into events yet (outside an h11 lane)."""
         return len(self._buf)

@@ -8,7 +8,8 @@ and the ways a client exchange can fail, told apart by whether any response byte
 - `ExchangeFailed` and its three kinds, raised by the client drivers:
   `NoResponse` (closed or reset before a single response byte: the request may be retried when
   it is idempotent and its body has not started streaming), `BadResponse` (bytes came back that
-  are not a whole, valid response), `ResponseTimeout` (no whole head, or no body progress, in time).
+  are not a whole, valid response), `ResponseTimeout` (the request not taken, no whole head, or no
+  body progress, in time).
 - `SendTimeout`: the peer did not take our bytes in time (a ConnectionError: the peer is gone).
 """
 
@@ -63,7 +64,7 @@ class BadResponse(ExchangeFailed):
 
 
 class ResponseTimeout(ExchangeFailed):
-    """The response (its head, or the next piece of its body) did not arrive in time."""
+    """The exchange did not progress in time: the request not taken, no head, or no next piece of body."""
 
 
 class SendTimeout(ConnectionError):
