@@ -128,6 +128,8 @@ class HttpClient(Deadlined):
             raise LocalProtocolError(500, "this connection failed earlier: open another")
         if conn.reusable:
             conn.start_next_cycle()
+        elif conn.our_phase is not Phase.IDLE:
+            raise LocalProtocolError(500, "this connection cannot carry another request (`reusable` is False)")
         self.received_bytes = self.sent_bytes = 0
         self._head_deadline = INF
         out = conn.request(method, target, headers, body)

@@ -235,6 +235,16 @@ def response_head(
     items = normalise(headers)
     if status not in _NO_BODY_STATUSES:
         items = _sized(items, body_length)
+    items, keep_alive = _cleaned(items, status, method, their_version, keep_alive)
+    framing, length = _response_framing(method, status, items)
+    head = b"HTTP/1.1 %d %s\r\n" % (status, reason) + write_headers(items)
+    return head, BodyWriter(framing, length), keep_alive
+
+
+def _cleaned(
+    items: list[Item], status: int, method: bytes | None, their_version: bytes | None, keep_alive: bool
+) -> tuple[list[Item], bool]:
+    """h11's _clean_up_response_headers_for_sending, and whether keep-alive holds after the response."""
     framing, _ = _response_framing(b"GET" if method == b"HEAD" else method, status, items)
     need_close = False
     if framing is not Framing.LENGTH:
@@ -246,12 +256,9 @@ def response_head(
             items = _set_comma(items, b"transfer-encoding", [b"chunked"])
     connection = comma_values(items, b"connection")
     if not keep_alive or need_close:
-        tokens = set(connection) - {b"keep-alive"} | {b"close"}
-        items = _set_comma(items, b"connection", sorted(tokens))
-        connection = sorted(tokens)
-    framing, length = _response_framing(method, status, items)
-    head = b"HTTP/1.1 %d %s\r\n" % (status, reason) + write_headers(items)
-    return head, BodyWriter(framing, length), keep_alive and b"close" not in connection
+        connection = sorted(set(connection) - {b"keep-alive"} | {b"close"})
+        items = _set_comma(items, b"connection", connection)
+    return items, keep_alive and b"close" not in connection
 
 
 def _plain_response(head: bytes, status: int, method: bytes, body_length: int | None) -> tuple[bytes, BodyWriter, bool]:
