@@ -34,6 +34,7 @@ def server(
     writer: asyncio.StreamWriter,
     limits: ServerLimits = SERVER_LIMITS,
     refuse: Refuse = plain_refusal,
+    initial: bytes = b"",
 ) -> HttpServer:
     """The requests arriving on (reader, writer); the caller closes the writer afterwards."""
     loop = asyncio.get_running_loop()
@@ -47,6 +48,7 @@ def server(
         GONE,
         limits,
         refuse,
+        initial,
     )
 
 

@@ -19,6 +19,9 @@ the runtime gives it (`receive(max_bytes)`, `send(data)`; see `http_trio` and
   the connection lingers briefly and ends; `server.refused` keeps the error.
   An error found while the handler reads the body is answered the same way and
   raised from the read, so the handler stops.
+- A request that says `Expect: 100-continue` gets `100 Continue` when the
+  handler first waits for its body (not before: a handler that answers at
+  once, a 413 say, spares the client the upload).
 - A response head waits for the first body chunk (or the end) so they leave in
   one send; a whole response is one send; `send_s` bounds each send (then
   `SendTimeout`).  The response to the last allowed request (`max_requests`)
@@ -85,6 +88,8 @@ class HttpServer(Deadlined):
         "_request_deadline",
         "_exchange",
         "_pending",
+        "bytes_in",
+        "bytes_out",
     )
 
     def __init__(
@@ -98,6 +103,7 @@ class HttpServer(Deadlined):
         gone: tuple[type[BaseException], ...],
         limits: ServerLimits = DEFAULT_LIMITS,
         refuse: Refuse = plain_refusal,
+        initial: bytes = b"",
     ) -> None:
         super().__init__()
         self.limits = limits
@@ -117,6 +123,10 @@ class HttpServer(Deadlined):
         self._request_deadline = INF
         self._exchange: Exchange | None = None
         self._pending = b""  # a response head waiting for its first body bytes
+        self.bytes_in = 0  # request body bytes of the current exchange
+        self.bytes_out = 0  # response bytes (head included) of the current exchange
+        if initial:
+            self._conn.receive_data(initial)  # bytes a caller read before HTTP (after a PROXY line, say)
 
     # --- deadlines --------------------------------------------------------------------
 
@@ -156,6 +166,7 @@ class HttpServer(Deadlined):
         if request is None:
             self._stop()
         self.requests += 1
+        self.bytes_in = self.bytes_out = 0
         if self.requests >= self.limits.max_requests:
             self._conn.close_after_this()
         self._exchange = Exchange(self, request, self.requests)
@@ -232,9 +243,12 @@ class HttpServer(Deadlined):
                 raise
             kind = type(event)
             if kind is Data:
+                self.bytes_in += len(event.data)  # type: ignore[union-attr]
                 return event.data  # type: ignore[union-attr]
             if kind is EndOfMessage or event is PAUSED:
                 return b""
+            if conn.client_waits_for_continue:
+                await self._write(conn.interim_continue())
             self._waiting = Wait.REQUEST
             self._arm(self._request_deadline)
             data = await self._read()
@@ -258,6 +272,7 @@ class HttpServer(Deadlined):
             self.deadline = INF
         if self.expired is Wait.SEND:
             raise SendTimeout(f"the client did not take the response within {self.limits.send_s:g} s")
+        self.bytes_out += len(data)
 
     async def _respond(self, status: int, headers: HeaderInput, body: bytes | None, reason: bytes | None) -> None:
         conn = self._conn
@@ -318,6 +333,16 @@ class Exchange:
     def body_length(self) -> int | None:
         """The request body's declared length (0: none), None for a chunked body."""
         return self._server._conn.body_length
+
+    @property
+    def bytes_in(self) -> int:
+        """Request body bytes received so far."""
+        return self._server.bytes_in
+
+    @property
+    def bytes_out(self) -> int:
+        """Response bytes sent so far, head included."""
+        return self._server.bytes_out
 
     @property
     def closing(self) -> bool:

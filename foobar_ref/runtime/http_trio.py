@@ -32,8 +32,16 @@ from foobar_ref.wire.limits import ClientLimits, Refuse, ServerLimits, plain_ref
 GONE: tuple[type[BaseException], ...] = (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError)
 
 
-def server(stream: trio.abc.Stream, limits: ServerLimits = SERVER_LIMITS, refuse: Refuse = plain_refusal) -> HttpServer:
-    """The requests arriving on `stream` (iterate it); the caller closes the stream afterwards."""
+def server(
+    stream: trio.abc.Stream,
+    limits: ServerLimits = SERVER_LIMITS,
+    refuse: Refuse = plain_refusal,
+    initial: bytes = b"",
+) -> HttpServer:
+    """The requests arriving on `stream` (iterate it); the caller closes the stream afterwards.
+
+    `initial`: bytes already read from the stream that belong to HTTP (those after a PROXY line).
+    """
     shut = shutter(stream)
     driver = HttpServer(
         stream.receive_some,  # type: ignore[arg-type]
@@ -45,6 +53,7 @@ def server(stream: trio.abc.Stream, limits: ServerLimits = SERVER_LIMITS, refuse
         GONE,
         limits,
         refuse,
+        initial,
     )
     if shut is None:
         _scope_each_call(driver, stream)

@@ -65,21 +65,42 @@ __all__ = ["MAX_BODY_BYTES", "ClientConnection", "Phase", "ServerConnection"]
 MAX_BODY_BYTES = 1024 * 1024  # a request body larger than this -> 413 (servers' default)
 _FIRST_LINE_BYTE = 0x21  # a head starting below '!' is refused by h11 at once (a TLS hello, a space)
 _METHODS_WITH_BODY = frozenset({b"POST", b"PUT", b"PATCH"})
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
 class ServerConnection(Cycle):
     """The server's side: requests in, responses out."""
 
-    __slots__ = ("_guard",)
+    __slots__ = ("_guard", "_continued")
 
     def __init__(self, max_body_bytes: int | None = MAX_BODY_BYTES) -> None:
         super().__init__(max_body_bytes)
         self._guard: RequestHeadGuard | None = None  # while a request head arrives in pieces
+        self._continued = False  # 100 Continue sent for this request
+
+    def _new_cycle(self) -> None:
+        self._continued = False
 
     @property
     def request(self) -> Request | None:
         head = self.their_head
         return head if isinstance(head, Request) else None
+
+    @property
+    def client_waits_for_continue(self) -> bool:
+        """The client asked `Expect: 100-continue` and has had neither `interim_continue()` nor a response."""
+        request = self.request
+        if request is None or self._continued or self._our is not IDLE or request.http_version != b"1.1":
+            return False
+        expect = request.header(b"expect")
+        return expect is not None and b"100-continue" in expect.lower()
+
+    def interim_continue(self) -> bytes:
+        """`100 Continue` when the client waits for it (once per request), else b""."""
+        if not self.client_waits_for_continue:
+            return b""
+        self._continued = True
+        return CONTINUE
 
     def close_after_this(self) -> None:
         """No further cycle: the response (if not started) says `Connection: close`."""

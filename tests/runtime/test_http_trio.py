@@ -332,3 +332,48 @@ async def test_a_stream_that_cannot_be_shut_still_times_out() -> None:
             response, _ = await client.exchange(b"GET", b"/", HOST)
             assert response.status_code == 200
         assert server.expired is Wait.IDLE
+
+
+# --- what hops need beyond the basics -------------------------------------------------------
+
+
+async def test_100_continue_is_sent_when_the_handler_waits_for_the_body() -> None:
+    with trio.fail_after(TEST_TIMEOUT_S):
+        async with serving(echo) as (ip, port):
+            stream = await trio.open_tcp_stream(ip, port)
+            await stream.send_all(
+                b"POST / HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 4\r\nConnection: close\r\n\r\n"
+            )
+            interim = await stream.receive_some(65536)
+            assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+            await stream.send_all(b"body")
+            data = await read_until_closed(stream)
+    assert data.startswith(b"HTTP/1.1 200 OK\r\n") and data.endswith(b"body")
+
+
+async def test_a_refusal_before_the_body_spares_the_upload_and_no_100_is_sent() -> None:
+    with trio.fail_after(TEST_TIMEOUT_S):
+        async with serving(echo, ServerLimits(max_body_bytes=10)) as (ip, port):
+            stream = await trio.open_tcp_stream(ip, port)
+            await stream.send_all(b"POST / HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 11\r\n\r\n")
+            data = await read_until_closed(stream)
+    assert data.startswith(b"HTTP/1.1 413 Content Too Large\r\n") and b"100 Continue" not in data
+
+
+async def test_bytes_read_before_http_are_given_to_the_server_and_counted() -> None:
+    counted: list[tuple[int, int]] = []
+
+    async def count(server: HttpServer) -> None:
+        async for exchange in server:
+            body = await exchange.read_body()
+            await exchange.respond(200, [], body)
+            counted.append((exchange.bytes_in, exchange.bytes_out))
+
+    with trio.fail_after(TEST_TIMEOUT_S):
+        near, far = trio.testing.memory_stream_pair()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(count, http_trio.server(far, initial=b"POST / HTTP/1.1\r\nHost: t\r\nCont"))
+            await near.send_all(b"ent-Length: 3\r\n\r\nabc")
+            response = await near.receive_some(65536)
+            await near.aclose()  # the server's loop ends at the end of file
+    assert response.endswith(b"\r\n\r\nabc") and counted == [(3, len(response))]
