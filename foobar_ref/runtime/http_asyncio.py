@@ -77,6 +77,8 @@ def _shutter(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> Shut
     def shut(both: bool) -> None:
         if both:
             writer.transport.abort()
+        elif isinstance(writer.transport, asyncio.ReadTransport):
+            writer.transport.pause_reading()  # nothing more reaches the reader after its end of file
         reader.feed_eof()
 
     return shut

@@ -176,7 +176,6 @@ class HttpClient(Deadlined):
 
     async def response(self) -> Response:
         """The response head (1xx skipped)."""
-        conn = self._conn
         while True:
             event = self._next()
             if type(event) is Response:
@@ -186,7 +185,6 @@ class HttpClient(Deadlined):
                 raise self._fail(kind, "the server closed the connection without answering")
             deadline = self._head_deadline
             await self._read(self._now() + self.limits.head_s if deadline is INF else deadline, "head")
-            assert conn.their_phase is not Phase.DONE
 
     async def receive_data(self) -> bytes:
         """The next piece of the response body; b"" at its end (and after it)."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 import tracemalloc
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
@@ -194,3 +196,38 @@ def test_the_client_tells_no_response_from_a_timeout() -> None:
                 writer.close()
 
     run(main)
+
+
+def _trickle(address: tuple[str, int]) -> bytes:
+    """A request head one byte per 0.1 s, on until the server answers and closes; what came back."""
+    with socket.create_connection(address, TEST_TIMEOUT_S) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\n")
+        sock.settimeout(0.1)
+        data = b""
+        for _ in range(50):
+            try:
+                chunk = sock.recv(65536)
+            except TimeoutError:
+                with contextlib.suppress(OSError):
+                    sock.sendall(b"X")
+                continue
+            except ConnectionError:
+                break
+            if not chunk:
+                break
+            data += chunk
+        return data
+
+
+def test_a_client_still_trickling_after_the_deadline_gets_its_408_and_the_loop_stays_clean() -> None:
+    loop_errors: list[dict[str, object]] = []
+    answers: list[bytes] = []
+
+    async def main() -> None:
+        asyncio.get_running_loop().set_exception_handler(lambda loop, context: loop_errors.append(context))
+        async with serving(echo, ServerLimits(request_s=0.3)) as address:
+            answers.append(await asyncio.to_thread(_trickle, address))
+
+    run(main)
+    assert answers[0].startswith(b"HTTP/1.1 408 Request Timeout\r\n")
+    assert not loop_errors
