@@ -286,7 +286,11 @@ class HttpServer(Deadlined):
             await self._write(out)
 
     async def _send_data(self, chunk: bytes) -> None:
-        out = self._conn.send_data(chunk)
+        conn = self._conn
+        request = conn.request
+        if request is not None and request.method == b"HEAD":
+            return  # the head says how long the body would be; none is sent (RFC 9110 9.3.2)
+        out = conn.send_data(chunk)
         if self._pending:
             out, self._pending = self._pending + out, b""
         if out:
@@ -368,7 +372,7 @@ class Exchange:
         await self._current()._respond(status, headers, body, reason)
 
     async def send_data(self, chunk: bytes) -> None:
-        """A piece of the response body (the first one leaves with the head)."""
+        """A piece of the response body (the first one leaves with the head; none is sent to a HEAD request)."""
         await self._current()._send_data(chunk)
 
     async def end(self, trailers: HeaderInput = ()) -> None:

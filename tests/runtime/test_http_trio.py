@@ -377,3 +377,20 @@ async def test_bytes_read_before_http_are_given_to_the_server_and_counted() -> N
             response = await near.receive_some(65536)
             await near.aclose()  # the server's loop ends at the end of file
     assert response.endswith(b"\r\n\r\nabc") and counted == [(3, len(response))]
+
+
+async def test_a_streamed_answer_to_head_sends_the_head_only() -> None:
+    async def stream_file(server: HttpServer) -> None:
+        async for exchange in server:
+            await exchange.respond(200, [(b"Content-Length", b"6")])
+            await exchange.send_data(b"abc")
+            await exchange.send_data(b"def")
+            await exchange.end()
+
+    with trio.fail_after(TEST_TIMEOUT_S):
+        async with serving(stream_file) as (ip, port):
+            client = http_trio.client(await trio.open_tcp_stream(ip, port))
+            head, body = await client.exchange(b"HEAD", b"/", HOST)
+            assert (head.header(b"content-length"), body, client.reusable) == (b"6", b"", True)
+            _, body = await client.exchange(b"GET", b"/", HOST)
+    assert body == b"abcdef"
