@@ -20,15 +20,13 @@ an asyncio reader or a test's list of chunks.  It returns one whole message
 Callers bound the whole read with their loop's timeout (trio.fail_after or
 asyncio.wait_for) and answer 408 when it fires.
 
-`traceparent` (W3C Trace Context) ties one request's events together across
-hops; the trace id doubles as the request id a learner sees on the page.
+The trace context helpers live in `trace_context` (re-exported here).  The one
+HTTP core that replaces this module is `wire.connection`.
 """
 
 from __future__ import annotations
 
 import json
-import re
-import secrets
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
@@ -41,8 +39,9 @@ from foobar_ref.wire.head_checks import (
     check_request_head,
     check_response_head,
 )
+from foobar_ref.wire.trace_context import new_trace_id, trace_id_of, traceparent
 
-__all__ = ["HttpError", "MAX_HEAD_BYTES"]
+__all__ = ["HttpError", "MAX_HEAD_BYTES", "new_trace_id", "trace_id_of", "traceparent"]
 
 MAX_BODY_BYTES = 1024 * 1024
 RECEIVE_CHUNK = 64 * 1024
@@ -50,7 +49,6 @@ RECEIVE_CHUNK = 64 * 1024
 Receive = Callable[[int], Awaitable[bytes]]
 Headers = list[tuple[bytes, bytes]]
 
-_TRACEPARENT = re.compile(rb"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 _REASONS = {
     200: "OK",
     201: "Created",
@@ -225,22 +223,3 @@ def error_response(conn: h11.Connection, status: int, message: str) -> bytes:
 
 def json_body(payload: object) -> tuple[list[tuple[str, str]], bytes]:
     return [("Content-Type", "application/json")], json.dumps(payload).encode()
-
-
-# --- trace context --------------------------------------------------------
-
-
-def new_trace_id() -> str:
-    return secrets.token_hex(16)
-
-
-def traceparent(trace_id: str) -> bytes:
-    """A traceparent for the next hop: same trace, a fresh span id."""
-    return f"00-{trace_id}-{secrets.token_hex(8)}-01".encode()
-
-
-def trace_id_of(value: bytes | None) -> str | None:
-    if value is None:
-        return None
-    match = _TRACEPARENT.match(value.strip())
-    return match.group(1).decode() if match else None
