@@ -323,7 +323,7 @@ async function drawChart(id, spec, start, end, step) {
   const opts = {
     width, height: 220,
     scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(max * 1.1, spec.scale === 1 ? 1 : 0.01)] } },
-    axes: [{ stroke: "#667085" }, { stroke: "#667085", size: 56, values: (u, vals) => vals.map((v) => `${+v.toFixed(2)}`) }],
+    axes: [{ stroke: "#667085" }, { stroke: "#667085", size: 56, values: (u, vals) => vals.map((v) => `${+v.toPrecision(3)}`) }],
     series: [{}, ...names.map((name, i) => ({
       label: name, stroke: COLORS[i % COLORS.length], width: 1.6, spanGaps: false,
       value: (u, v) => (v === null || v === undefined ? "—" : `${+v.toFixed(2)}${unit}`),
