@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 STATE  ?= .foobar-ref
 
-.PHONY: setup mariadb test-tools demo up down status test lint bench bench-hops bench-dns bench-firewall bench-tools clean
+.PHONY: setup mariadb test-tools demo up down status test lint bench bench-hops bench-dns bench-firewall bench-monitoring bench-tools clean
 
 setup: $(STAMP) mariadb
 
@@ -69,7 +69,7 @@ test: setup test-tools lint
 	$(BIN)/pytest
 
 # Benchmarks run one after another (never two at once: two cores would measure each other).
-bench: bench-hops bench-dns bench-firewall
+bench: bench-hops bench-dns bench-firewall bench-monitoring
 
 bench-hops: setup
 	flock /tmp/foobar-bench.lock $(BIN)/python benchmarks/hops.py
@@ -79,6 +79,9 @@ bench-dns: setup
 
 bench-firewall: setup
 	flock /tmp/foobar-bench.lock $(BIN)/python benchmarks/firewall.py
+
+bench-monitoring: setup
+	flock /tmp/foobar-bench.lock $(BIN)/python benchmarks/monitoring.py
 
 # The real tools the benchmarks compare against, from Debian's packages; their own services are
 # left stopped (the benchmarks start them on their own addresses).

@@ -84,7 +84,7 @@ def scenarios(topo: topology.Topology, ca_file: Path) -> list[Scenario]:
                 site,
                 tls=tls,
                 server_hostname=site,
-                proxy_line=bool(topo.firewall_of("lb-01") and topo.firewall_of("lb-01").proxy_protocol),
+                proxy_line=bool(topo.firewall_of("lb-01") and topo.firewall_of("lb-01").sends_proxy_line(443)),
             ),
             "TLS straight to lb-01 (PROXY line as firewall-1 sends it) -> web /health",
         ),
