@@ -252,6 +252,16 @@ def test_a_hung_web_server_fires_an_alert_and_it_resolves(stack: dict) -> None:
         try:
             alert, took = wait_for("an alert for web-01", lambda: firing(stack, "HopDown", hop="web-01"), 30)
             print(f"HopDown for web-01 fired {took:.1f} s after SIGSTOP")
+            # the terminal views say so too
+            listed = cli("alerts", "--json", "--state", str(stack["state_dir"]))
+            assert listed.returncode == 0 and any(
+                a["labels"]["alertname"] == "HopDown" and a["labels"]["hop"] == "web-01" and a["state"] == "firing"
+                for a in json.loads(listed.stdout)
+            ), listed.stdout
+            frame = cli("top", "--once", "--state", str(stack["state_dir"]))
+            assert frame.returncode == 0, frame.stderr
+            row = next(line for line in frame.stdout.splitlines() if " web-01 " in line)
+            assert "NO" in row and "HopDown (firing)" in frame.stdout, frame.stdout
         finally:
             assert cli("resume", "web-01", "--state", str(stack["state_dir"])).returncode == 0
         _, resolved = wait_for("the web-01 alert resolved", lambda: firing(stack, "HopDown", hop="web-01") is None, 60)
