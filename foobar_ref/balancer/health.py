@@ -80,7 +80,9 @@ async def _exchange(stream: trio.SocketStream, path: str, host: str, timeout_s: 
         return CheckResult(False, "L7TOUT", detail=err.detail)
     except (NoResponse, BadResponse) as err:
         return CheckResult(False, "L7RSP", detail=err.detail)
-    except (ExchangeFailed, *http_trio.GONE) as err:
+    except ExchangeFailed as err:
+        return CheckResult(False, "L7RSP", detail=err.detail)
+    except http_trio.GONE as err:
         return CheckResult(False, "L7RSP", detail=str(err) or type(err).__name__)
     status = response.status_code
     if 200 <= status < 400:
