@@ -112,12 +112,15 @@ class Server:
         return State.UP if self.up else State.DOWN
 
     def status_text(self) -> str:
-        """As HAProxy's stats page: UP, DOWN, `UP 1/3` (going down), `DOWN 1/2` (coming up), DRAIN, MAINT."""
+        """As HAProxy's stats page: UP, DOWN, `UP 1/3` (going down), `DOWN 1/2` (coming up), DRAIN, MAINT.
+
+        HAProxy's numbers: going down, health - rise + 1 out of fall; coming up, health out of rise.
+        """
         state = self.state
         if state in (State.MAINT, State.DRAIN):
             return state.value.upper()
         if self.up and self.health < self.top:
-            return f"UP {self.top - self.health}/{self.fall}"
+            return f"UP {self.health - self.rise + 1}/{self.fall}"  # failed checks it can still take
         if not self.up and self.health > 0:
             return f"DOWN {self.health}/{self.rise}"
         return state.value.upper()
