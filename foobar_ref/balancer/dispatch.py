@@ -36,7 +36,7 @@ class Dispatcher:
         decision = self.farm.arrive(trio.current_time())
         if not isinstance(decision, Queued):
             return decision
-        event, outcome = trio.Event(), []
+        event, outcome = trio.Event(), list[Forward | Refuse]()
         self._waiting[decision.ticket] = (event, outcome)
         try:
             with trio.move_on_at(decision.deadline_s):
