@@ -11,7 +11,8 @@ A request's life, by ticket (an int the farm hands out):
 - `arrive(now_s)` -> `Forward(ticket, backend)`: go; `Queued(ticket,
   deadline_s)`: every usable backend is at its `backend_maxconn`, wait (FIFO,
   at most `queue.size` waiting, newcomers behind those already waiting);
-  `Refuse(ticket, 503, retry_after_s, termination)`: no backend is up (`SC`)
+  `Refuse(ticket, 503, retry_after_s, termination)`: no backend can take it
+  (down, drained, in maint or at weight 0: `SC`)
   or the queue is full (`PQ`).
 - `redispatch(ticket, tried, now_s)` after a failure the shell may retry
   (core.may_retry): another backend not in `tried`, or None (answer with the
@@ -129,7 +130,7 @@ class Farm:
             self._hold(ticket, backend)
             return Forward(ticket, backend)
         if not self._any_usable(now_s):
-            return self._refuse(ticket, "SC", "no backend is up")
+            return self._refuse(ticket, "SC", "no backend available")
         if len(self._queue) >= self.settings.queue.size:
             return self._refuse(ticket, "PQ", f"the queue is full ({self.settings.queue.size} waiting)")
         deadline_s = now_s + self.settings.queue.timeout_s
@@ -209,7 +210,7 @@ class Farm:
         return self.settings.check.inter_s * index / len(self.servers)
 
     def retry_after_s(self) -> int:
-        """Seconds a client is told to wait when no backend is up: the time for `rise` good checks."""
+        """Seconds a client is told to wait when no backend is available: the time for `rise` good checks."""
         check = self.settings.check
         return max(1, math.ceil(check.inter_s * check.rise)) if check.enabled else 1
 
@@ -271,7 +272,7 @@ class Farm:
         if self._queue and not self._any_usable(now_s):
             for ticket in list(self._queue):
                 del self._queue[ticket]
-                commands.append(self._refuse(ticket, "SC", "no backend is up"))
+                commands.append(self._refuse(ticket, "SC", "no backend available"))
         return commands
 
     def _after(self, server: Server, before: State, after: State, reason: str, now_s: float) -> list[Command]:

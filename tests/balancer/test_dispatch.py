@@ -65,7 +65,7 @@ async def test_waiting_requests_get_503_at_once_when_the_last_backend_goes_down(
         await trio.sleep(0.5)
         commands = dispatcher.farm.checked("web-01", CheckResult(False, "L4CON"), trio.current_time())
         dispatcher.carry_out(commands)
-    assert got == [Refuse(2, 503, 4, "SC", "no backend is up")] and trio.current_time() == 0.5
+    assert got == [Refuse(2, 503, 4, "SC", "no backend available")] and trio.current_time() == 0.5
     assert changes == [Changed("web-01", State.UP, State.DOWN, "check L4CON")]
 
 

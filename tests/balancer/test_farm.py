@@ -224,7 +224,7 @@ def test_slow_start_ramps_the_weight_of_a_backend_that_came_back() -> None:
 def test_no_backend_up_gives_503_with_retry_after_at_once() -> None:
     f = farm()
     drive(f, [Checked("web-01", BAD, 0.0), Checked("web-02", BAD, 0.0)])
-    assert drive(f, [Arrived(0.1)]) == [Refuse(1, 503, 4, "SC", "no backend is up")]
+    assert drive(f, [Arrived(0.1)]) == [Refuse(1, 503, 4, "SC", "no backend available")]
     assert f.refusals["SC"] == 1
 
 
@@ -272,7 +272,7 @@ def test_when_the_last_backend_goes_down_every_waiting_request_gets_503_at_once(
     drive(f, [Arrived(0.0), Arrived(0.0)])
     assert drive(f, [Checked("web-01", BAD, 1.0)]) == [
         Changed("web-01", State.UP, State.DOWN, "check L4CON: connection refused"),
-        Refuse(2, 503, 4, "SC", "no backend is up"),
+        Refuse(2, 503, 4, "SC", "no backend available"),
     ]
 
 
