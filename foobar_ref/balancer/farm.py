@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from foobar_ref.balancer import algorithms
+from foobar_ref.balancer.core import Failure
 from foobar_ref.balancer.servers import Admin, CheckResult, Server, State
 from foobar_ref.topology_balancer import MAX_WEIGHT, BalancerSettings
 
@@ -101,6 +102,21 @@ _PASSIVE_CODES = {
     Observation.NO_ANSWER: "L7RSP",
     Observation.TIMED_OUT: "L7TOUT",
 }
+
+
+def observation_of(failure: Failure, fresh_connection: bool) -> Observation | None:
+    """How a failed upstream attempt counts for health; None when it says nothing about the backend's life.
+
+    A closed or reset keep-alive connection may just have been idle too long; a bad response shows the
+    backend alive (HAProxy's layer-7 observation would count it; a 502 per bad page is enough here).
+    """
+    if failure is Failure.CONNECT:
+        return Observation.CONNECT_FAILED
+    if failure is Failure.TIMEOUT:
+        return Observation.TIMED_OUT
+    if failure is Failure.NO_RESPONSE and fresh_connection:
+        return Observation.NO_ANSWER
+    return None
 
 
 class Farm:

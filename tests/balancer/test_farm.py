@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from foobar_ref.balancer.core import Failure
 from foobar_ref.balancer.farm import (
     AdminSet,
     Arrived,
@@ -25,6 +26,7 @@ from foobar_ref.balancer.farm import (
     TimePassed,
     WeightSet,
     drive,
+    observation_of,
 )
 from foobar_ref.balancer.servers import Admin, CheckResult, State
 from foobar_ref.topology_balancer import BalancerSettings, CheckSettings, QueueSettings
@@ -336,3 +338,11 @@ def test_slots_are_never_lost_nor_over_the_limit(events: list[object], algorithm
         for server in f.servers.values():
             assert server.served == held[server.name] <= 2
         assert f.queued <= 3
+
+
+def test_upstream_failures_count_for_health_as_haproxy_observes_them() -> None:
+    assert observation_of(Failure.CONNECT, fresh_connection=True) is Observation.CONNECT_FAILED
+    assert observation_of(Failure.TIMEOUT, fresh_connection=False) is Observation.TIMED_OUT
+    assert observation_of(Failure.NO_RESPONSE, fresh_connection=True) is Observation.NO_ANSWER
+    assert observation_of(Failure.NO_RESPONSE, fresh_connection=False) is None  # an idle keep-alive closed
+    assert observation_of(Failure.BAD_RESPONSE, fresh_connection=True) is None
