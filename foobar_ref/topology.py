@@ -29,6 +29,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from foobar_ref.topology_balancer import BalancerSettings, read_balancer
+
 LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
 HOST_ROLES = ("client", "dns", "balancer", "server", "monitor")
 SERVICE_KINDS = ("authoritative", "resolver", "balancer", "web", "store", "mariadb", "monitor-client", "monitor")
@@ -83,6 +85,7 @@ class Service:
     zone_file: Path | None = None  # authoritative: the master-format zone it serves
     root_hints: Path | None = None  # resolver: where iteration starts (master-format NS + glue for ".")
     monitor: MonitorSettings | None = None  # monitor: scrape, rule and alert settings
+    balancer: BalancerSettings | None = None  # balancer: algorithm, checks, limits, timeouts, TLS, workers
 
 
 @dataclass(frozen=True)
@@ -294,6 +297,7 @@ _SERVICE_KEYS = (
     "zone_file",
     "root_hints",
     "monitor",
+    "balancer",
 )
 _MONITOR_KEYS = (
     "scrape_interval_s",
@@ -352,6 +356,9 @@ def _build_service(r: _Reader, file: Path, raw: Any, key: str, host: str) -> Ser
     needed = _NEEDED_PORT.get(kind)
     if needed and needed not in ports_raw:
         r.problem(f"{key}.ports.{needed}", f"missing (a {kind} service needs a '{needed}' port)")
+    backends = r.names(t, "backends", key)
+    if kind != "balancer" and "balancer" in t:
+        r.problem(f"{key}.balancer", f"only a balancer service has balancer settings (this one is a {kind})")
     zone = r.text(t, "zone_file", key, required=kind == "authoritative")
     hints = r.text(t, "root_hints", key, required=kind == "resolver")
     return Service(
@@ -359,7 +366,7 @@ def _build_service(r: _Reader, file: Path, raw: Any, key: str, host: str) -> Ser
         kind=kind,
         host=host,
         ports=ports,
-        backends=r.names(t, "backends", key),
+        backends=backends,
         store=r.text(t, "store", key, required=kind == "web"),
         read_from=r.text(t, "read_from", key, required=kind == "store"),
         write_to=r.text(t, "write_to", key, required=kind == "store"),
@@ -367,6 +374,7 @@ def _build_service(r: _Reader, file: Path, raw: Any, key: str, host: str) -> Ser
         zone_file=(file.parent / zone) if zone else None,
         root_hints=(file.parent / hints) if hints else None,
         monitor=_build_monitor(r, file, t.get("monitor", {}), f"{key}.monitor") if kind == "monitor" else None,
+        balancer=read_balancer(r, t.get("balancer", {}), f"{key}.balancer", backends) if kind == "balancer" else None,
     )
 
 

@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from foobar_ref.cli import browse, dns, fw, hops, monitor, stack, trace
+from foobar_ref.cli import browse, dns, fw, hops, lb, monitor, stack, trace
 
 app = typer.Typer(
     add_completion=False,
@@ -18,7 +18,7 @@ app = typer.Typer(
     help="foobar-ref: the whole secured and monitored infrastructure for www.foobar.com, as real processes. "
     "`foobar-ref up`, then `get`, `trace`, `top`; `foobar-ref COMMAND --help` for each.",
 )
-for group in (stack, hops, browse, dns, trace, fw, monitor):
+for group in (stack, hops, browse, dns, trace, fw, lb, monitor):
     group.register(app)
 
 

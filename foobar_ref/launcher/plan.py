@@ -84,6 +84,9 @@ class HopSpec:
     binds: tuple[tuple[str, str, int], ...] = field(default=())  # (proto, ip, port) to check before starting
     upstreams: tuple[str, ...] = ()  # hops it connects to: a (re)start waits while one of them is starting
     limits: Limits = _DEFAULT_LIMITS
+    # Set in this hop's environment only, on top of the supervisor's (the balancer's OPENSSL_CONF: see
+    # foobar_ref/tls_profile.py for why the TLS group list needs it at exec time).
+    env: tuple[tuple[str, str], ...] = ()
 
     @property
     def is_database(self) -> bool:
@@ -101,6 +104,20 @@ class StatePaths:
     @property
     def logs(self) -> Path:
         return self.root / "logs"
+
+    @property
+    def tls(self) -> Path:
+        """The balancer's TLS files beside the certificates: its OpenSSL configuration and ticket keys."""
+        return self.root / "tls"
+
+    @property
+    def openssl_conf(self) -> Path:
+        return self.tls / "openssl.cnf"
+
+    @property
+    def ticket_keys(self) -> Path:
+        """80 bytes every balancer worker encrypts session tickets with (mode 0600)."""
+        return self.tls / "ticket.keys"
 
     @property
     def stack_file(self) -> Path:
@@ -209,9 +226,11 @@ def _service(topo: Topology, state: StatePaths, name: str, python: str) -> HopSp
         role = "mariadb-replica" if svc.replica_of else "mariadb-primary"
         return HopSpec(name, role, _base(topo, state, "mysql", name, python), listen, binds)
     argv = _base(topo, state, _MODULE[svc.kind], name, python)
+    env: tuple[tuple[str, str], ...] = ()
     if svc.kind == "balancer":
         argv += ("--cert", str(state.certs / "site.crt"), "--key", str(state.certs / "site.key"))
+        env = (("OPENSSL_CONF", str(state.openssl_conf)),)
     if svc.kind in ("authoritative", "resolver"):
         binds += tuple(("udp", ip, p) for p in ports)
         listen += tuple(f"{ip}:{p}/udp" for p in ports)
-    return HopSpec(name, svc.kind, argv, listen, binds)
+    return HopSpec(name, svc.kind, argv, listen, binds, env=env)
